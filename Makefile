@@ -1,0 +1,42 @@
+# One venv for everything; `make setup` is idempotent (the stamp file records success).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.setup-done
+DATA ?= data/phantom
+export OMP_NUM_THREADS ?= 2
+
+.PHONY: setup demo test test-all bench clean
+
+setup: $(STAMP)
+
+# torch first (the CPU wheel on this disk; GPU users install their CUDA build first, see README),
+# then mmcv from source with its compiled ops: isolated builds cannot see torch and silently
+# skip the ops, and setuptools 82 removed the pkg_resources its setup.py imports.
+$(STAMP): requirements.txt setup.cfg
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip 'setuptools>=77,<82' wheel ninja
+	$(PY) -c 'import torch' 2>/dev/null || $(PIP) install -q torch==2.13.0
+	$(PIP) install -q mmengine==0.10.7 opencv-python==5.0.0.93 'numpy>=2,<3'
+	$(PY) -c 'import mmcv._ext' 2>/dev/null || \
+		MMCV_WITH_OPS=1 $(PIP) install --no-build-isolation mmcv==2.1.0
+	$(PIP) install -q -r requirements.txt
+	$(PIP) install -q --no-deps --no-build-isolation -e .
+	$(PY) -c 'import mmcv._ext, mmseg, handbone_mmseg; print("set-up OK: mmseg", mmseg.__version__)'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) tools/demo.py --data $(DATA) --work-dir work_dirs/demo
+
+test: $(STAMP)
+	$(PY) -m pytest -q -m "not slow" tests
+
+test-all: $(STAMP)
+	$(PY) -m pytest -q tests
+
+bench: $(STAMP)
+	$(PY) benchmarks/run_all.py
+
+clean:
+	rm -rf work_dirs data/phantom
