@@ -1,0 +1,59 @@
+# Hand-bone X-rays (HANDBONE_FORMAT.md): 2048x2048 sources, 29 overlapping bone classes.
+# Labels are bit-packed int32 maps (bit c = class c, bit 30 = padding), so the stock mmseg
+# geometric transforms below work unchanged; pad labels with 1 << 30, never 255.
+dataset_type = 'HandBoneDataset'
+data_root = 'data/handbone'
+n_folds = 5                 # patient-grouped folds of the labeled images
+fold = 0                    # the validation fold; train on the others
+train_scale = (1024, 1024)  # sources are resized around this before cropping
+crop_size = (1024, 1024)    # network input in training
+test_scale = (1024, 1024)   # whole-image inference scale
+seg_pad_val = 1 << 30       # the ignore bit (handbone_mmseg.classes.IGNORE_VALUE)
+
+train_pipeline = [
+    dict(type='LoadXrayFromFile'),
+    dict(type='RandomResize', scale=train_scale, ratio_range=(0.8, 1.25), keep_ratio=True),
+    # rasterised at the resized shape: far cheaper than 29 full-size masks resized
+    dict(type='LoadMultiLabelAnnotations'),
+    # test images have many more bent wrists than train (HANDBONE_FORMAT.md)
+    dict(type='RandomRotate', prob=0.5, degree=45, pad_val=0, seg_pad_val=seg_pad_val),
+    dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=1.0),
+    dict(type='RandomFlip', prob=0.5, direction='horizontal'),
+    # grey X-rays: brightness and contrast only
+    dict(type='PhotoMetricDistortion', brightness_delta=24, contrast_range=(0.75, 1.25),
+         saturation_range=(1.0, 1.0), hue_delta=0),
+    dict(type='PackSegInputs'),
+]
+# Ground truth stays at the original size: Dice is defined at 2048x2048.
+test_pipeline = [
+    dict(type='LoadXrayFromFile'),
+    dict(type='Resize', scale=test_scale, keep_ratio=True),
+    dict(type='LoadMultiLabelAnnotations', at_original_size=True),  # no-op when unlabeled
+    dict(type='PackSegInputs'),
+]
+
+labeled = dict(img_path='train/DCM', seg_map_path='train/outputs_json')
+train_dataloader = dict(
+    batch_size=2,
+    num_workers=4,
+    persistent_workers=True,
+    sampler=dict(type='InfiniteSampler', shuffle=True),
+    dataset=dict(type=dataset_type, data_root=data_root, data_prefix=labeled, split='train',
+                 n_folds=n_folds, fold=fold, pipeline=train_pipeline))
+val_dataloader = dict(
+    batch_size=1,
+    num_workers=2,
+    persistent_workers=True,
+    sampler=dict(type='DefaultSampler', shuffle=False),
+    dataset=dict(type=dataset_type, data_root=data_root, data_prefix=labeled, split='val',
+                 n_folds=n_folds, fold=fold, pipeline=test_pipeline))
+# The unlabeled test images; `tools/test.py ... --out DIR` writes DIR/submission.csv.
+test_dataloader = dict(
+    batch_size=1,
+    num_workers=2,
+    persistent_workers=True,
+    sampler=dict(type='DefaultSampler', shuffle=False),
+    dataset=dict(type=dataset_type, data_root=data_root, data_prefix=dict(img_path='test/DCM'),
+                 pipeline=test_pipeline))
+val_evaluator = dict(type='MultiLabelDiceMetric')
+test_evaluator = val_evaluator

@@ -1,0 +1,30 @@
+# Runtime and schedule shared by the hand-bone configs: iteration-based AdamW with warm-up
+# and poly decay, validation Dice, best checkpoint kept by mDice.
+_base_ = ['mmseg::_base_/default_runtime.py']
+
+custom_imports = dict(imports=['handbone_mmseg'], allow_failed_imports=False)
+# The stock SegTTAModel averages softmax and takes the argmax: wrong for multi-label, so
+# no TTA model until a config names a multi-label one.
+tta_model = None
+
+max_iters = 40000
+val_interval = 2000
+optim_wrapper = dict(
+    type='OptimWrapper',
+    optimizer=dict(type='AdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=0.01),
+    clip_grad=dict(max_norm=1.0))
+param_scheduler = [
+    dict(type='LinearLR', start_factor=1e-3, by_epoch=False, begin=0, end=1000),
+    dict(type='PolyLR', eta_min=0.0, power=1.0, by_epoch=False, begin=1000, end=max_iters),
+]
+train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=val_interval)
+val_cfg = dict(type='ValLoop')
+test_cfg = dict(type='TestLoop')
+default_hooks = dict(
+    timer=dict(type='IterTimerHook'),
+    logger=dict(type='LoggerHook', interval=50, log_metric_by_epoch=False),
+    param_scheduler=dict(type='ParamSchedulerHook'),
+    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=val_interval,
+                    max_keep_ckpts=2, save_best='mDice', rule='greater'),
+    sampler_seed=dict(type='DistSamplerSeedHook'),
+    visualization=dict(type='SegVisualizationHook'))

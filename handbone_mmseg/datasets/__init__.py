@@ -1,0 +1,5 @@
+from .handbone import HandBoneDataset, patient_folds
+from .transforms import LoadMultiLabelAnnotations, LoadXrayFromFile
+
+__all__ = ['HandBoneDataset', 'patient_folds', 'LoadMultiLabelAnnotations',
+           'LoadXrayFromFile']

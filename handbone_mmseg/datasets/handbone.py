@@ -1,0 +1,122 @@
+"""The hand-bone X-ray dataset: image/JSON pairing, validation and patient-grouped folds."""
+import warnings
+from pathlib import Path
+
+import numpy as np
+from mmseg.datasets import BaseSegDataset
+from mmseg.registry import DATASETS
+
+from ..classes import CLASSES, PALETTE
+from ..functional.annotations import AnnotationError, parse_annotation, read_png_size
+
+SPLITS = ('train', 'val', 'all')
+
+
+def patient_folds(patients: list[str], n_folds: int, seed: int = 0) -> dict[str, int]:
+    """Assign each patient to one of ``n_folds`` folds, deterministically.
+
+    Patients are sorted, shuffled with ``seed`` and dealt round-robin, so fold sizes differ
+    by at most one patient and both images of a patient always land in the same fold.
+    """
+    ordered = sorted(set(patients))
+    order = np.random.default_rng(seed).permutation(len(ordered))
+    return {ordered[j]: i % n_folds for i, j in enumerate(order)}
+
+
+@DATASETS.register_module()
+class HandBoneDataset(BaseSegDataset):
+    """Hand-bone X-rays with polygon JSONs, as laid out in HANDBONE_FORMAT.md.
+
+    Images under ``data_prefix['img_path']`` pair with JSONs under
+    ``data_prefix['seg_map_path']`` by relative path without extension. Without a
+    ``seg_map_path`` the split is unlabeled (test images only). Every JSON is read and
+    checked here, so bad data fails before training starts, naming the file.
+
+    Args:
+        split: ``'train'`` (every fold but ``fold``), ``'val'`` (fold ``fold``) or ``'all'``.
+        n_folds: number of patient-grouped folds; a patient is the first folder under the
+            image root (``IDxxx``).
+        fold: the validation fold, ``0 <= fold < n_folds``.
+        fold_seed: seed of the patient shuffle that defines the folds.
+        skip_invalid: warn and drop unusable labeled images (missing JSON, bad JSON or PNG
+            header) instead of raising. A JSON without its image always raises.
+        img_suffix: image file extension.
+        seg_map_suffix: annotation file extension.
+        data_prefix: ``img_path`` and optional ``seg_map_path``, relative to ``data_root``.
+    """
+
+    METAINFO = dict(classes=CLASSES, palette=[list(c) for c in PALETTE])
+
+    def __init__(self,
+                 split: str = 'all',
+                 n_folds: int = 5,
+                 fold: int = 0,
+                 fold_seed: int = 0,
+                 skip_invalid: bool = False,
+                 img_suffix: str = '.png',
+                 seg_map_suffix: str = '.json',
+                 data_prefix: dict = dict(img_path='DCM', seg_map_path='outputs_json'),
+                 **kwargs) -> None:
+        if split not in SPLITS:
+            raise ValueError(f'split must be one of {SPLITS}, got {split!r}')
+        if split != 'all' and not (n_folds >= 2 and 0 <= fold < n_folds):
+            raise ValueError(f'need n_folds >= 2 and 0 <= fold < n_folds, got n_folds='
+                             f'{n_folds}, fold={fold}')
+        self.split, self.n_folds, self.fold, self.fold_seed = split, n_folds, fold, fold_seed
+        self.skip_invalid = skip_invalid
+        super().__init__(img_suffix=img_suffix, seg_map_suffix=seg_map_suffix,
+                         data_prefix=data_prefix, **kwargs)
+
+    def _find(self, root: Path, suffix: str, what: str) -> dict[str, Path]:
+        """Map relative path without extension to file, for every ``suffix`` file under root."""
+        if not root.is_dir():
+            raise FileNotFoundError(f'{root}: {what} folder not found '
+                                    f'(data_root={self.data_root!r})')
+        files = {p.relative_to(root).as_posix()[:-len(suffix)]: p
+                 for p in sorted(root.rglob(f'*{suffix}')) if p.is_file()}
+        if not files:
+            raise FileNotFoundError(f'{root}: no {suffix} {what} files found')
+        return files
+
+    def _reject(self, message: str) -> None:
+        if not self.skip_invalid:
+            raise AnnotationError(message)
+        warnings.warn(f'skipping: {message}')
+
+    def load_data_list(self) -> list[dict]:
+        """Pair, check and split the files; labeled entries carry their parsed polygons."""
+        images = self._find(Path(self.data_prefix['img_path']), self.img_suffix, 'image')
+        labeled = bool(self.data_prefix.get('seg_map_path'))
+        anns = (self._find(Path(self.data_prefix['seg_map_path']), self.seg_map_suffix,
+                           'annotation') if labeled else {})
+        for key in sorted(anns.keys() - images.keys()):
+            raise AnnotationError(f'{anns[key]}: annotation has no image '
+                                  f'{key}{self.img_suffix} under {self.data_prefix["img_path"]}')
+
+        patients = {key: key.split('/', 1)[0] for key in images}
+        folds = patient_folds(list(patients.values()), self.n_folds, self.fold_seed) \
+            if self.split != 'all' else {}
+        data_list = []
+        for key, img_path in images.items():
+            if self.split == 'train' and folds[patients[key]] == self.fold or \
+                    self.split == 'val' and folds[patients[key]] != self.fold:
+                continue
+            info = dict(img_path=str(img_path), name=img_path.name, patient=patients[key],
+                        label_map=self.label_map, reduce_zero_label=False, seg_fields=[])
+            try:
+                shape = read_png_size(img_path)
+                info['ori_shape'] = shape  # from the PNG header; decoding confirms it
+                if labeled:
+                    if key not in anns:
+                        raise AnnotationError(f'{img_path}: image has no annotation '
+                                              f'{key}{self.seg_map_suffix}')
+                    info.update(seg_map_path=str(anns[key]),
+                                polygons=parse_annotation(anns[key], shape))
+            except AnnotationError as e:
+                self._reject(str(e))
+                continue
+            data_list.append(info)
+        if not data_list:
+            raise ValueError(f'{self.data_prefix["img_path"]}: split {self.split!r} (fold '
+                             f'{self.fold} of {self.n_folds}) has no usable images')
+        return data_list

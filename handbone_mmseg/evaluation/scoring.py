@@ -1,0 +1,52 @@
+"""Score a submission CSV against polygon JSONs, one image at a time."""
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..classes import CLASSES
+from ..datasets.handbone import HandBoneDataset
+from ..functional.labels import rasterize_polygons, unpack_labels
+from ..functional.metrics import DICE_EPS, dice_counts, mean_dice
+from ..functional.rle import SubmissionError, iter_submission, rle_decode
+
+
+def score_submission(submission: str | Path, data_root: str | Path, img_dir: str,
+                     ann_dir: str, eps: float = DICE_EPS) -> tuple[np.ndarray, float, int]:
+    """Dice of a submission against the labels of ``data_root/img_dir`` + ``ann_dir``.
+
+    Every labeled image must appear in the submission exactly once and no other image may.
+    Memory stays at one image's masks however many images there are.
+
+    Returns:
+        ``(per_class, mean, n_images)`` as in HANDBONE_FORMAT.md.
+
+    Raises:
+        SubmissionError: malformed CSV, unknown or missing images; names file and image.
+    """
+    dataset = HandBoneDataset(data_root=str(data_root), pipeline=[], serialize_data=False,
+                              data_prefix=dict(img_path=img_dir, seg_map_path=ann_dir))
+    labels = {info['name']: info for info in dataset.data_list}
+    if len(labels) != len(dataset.data_list):
+        raise SubmissionError(f'{data_root}/{img_dir}: two images share a file name, so '
+                              'submission rows cannot name them apart')
+    counts = []
+    for name, rles in iter_submission(submission):
+        info = labels.pop(name, None)
+        if info is None:
+            raise SubmissionError(f'{submission}: image {name} is not among the labeled '
+                                  f'images under {Path(data_root) / img_dir}')
+        height, width = info['ori_shape']
+        gt, _ = unpack_labels(torch.from_numpy(
+            rasterize_polygons(info['polygons'], (height, width))), len(CLASSES))
+        try:
+            pred = np.stack([rle_decode(rle, (height, width)) for rle in rles])
+        except ValueError as e:
+            raise SubmissionError(f'{submission}: {name}: {e}') from None
+        counts.append(dice_counts(torch.from_numpy(pred), gt).numpy())
+    if labels:
+        missing = ', '.join(sorted(labels)[:5])
+        raise SubmissionError(f'{submission}: {len(labels)} labeled images have no rows '
+                              f'(e.g. {missing})')
+    per_class, mean = mean_dice(np.stack(counts), eps)
+    return per_class, mean, len(counts)

@@ -1,0 +1,45 @@
+"""Dice as defined in HANDBONE_FORMAT.md, through per-class counts."""
+import numpy as np
+import torch
+from torch import Tensor
+
+DICE_EPS = 1e-4
+
+
+def dice_counts(pred: Tensor, gt: Tensor, valid: Tensor | None = None) -> Tensor:
+    """Per-class ``|P∩G|``, ``|P|``, ``|G|`` of one image.
+
+    Args:
+        pred: (C, H, W) bool predicted masks.
+        gt: (C, H, W) bool ground-truth masks.
+        valid: optional (1, H, W) bool; pixels where it is False are not counted.
+
+    Returns:
+        (C, 3) int64 counts, columns intersection, prediction, ground truth.
+    """
+    if pred.shape != gt.shape:
+        raise ValueError(f'prediction {tuple(pred.shape)} and ground truth '
+                         f'{tuple(gt.shape)} differ in shape')
+    if valid is not None:
+        pred, gt = pred & valid, gt & valid
+    dims = (1, 2)
+    return torch.stack([(pred & gt).sum(dims), pred.sum(dims), gt.sum(dims)], 1).long()
+
+
+def dice_from_counts(counts: np.ndarray | Tensor, eps: float = DICE_EPS) -> np.ndarray:
+    """``(2|P∩G| + eps) / (|P| + |G| + eps)`` for counts (..., 3); empty vs empty gives 1."""
+    counts = np.asarray(counts, dtype=np.float64)
+    return (2 * counts[..., 0] + eps) / (counts[..., 1] + counts[..., 2] + eps)
+
+
+def mean_dice(per_image_counts: np.ndarray, eps: float = DICE_EPS) -> tuple[np.ndarray, float]:
+    """Per-class Dice averaged over images, and its mean over classes.
+
+    Args:
+        per_image_counts: (N, C, 3) counts of N images.
+
+    Returns:
+        ``(per_class, mean)``: (C,) Dice per class and the mean over classes.
+    """
+    per_class = dice_from_counts(per_image_counts, eps).mean(0)
+    return per_class, float(per_class.mean())

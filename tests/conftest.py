@@ -1,0 +1,48 @@
+"""Tiny hand-made data trees for the tests."""
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from handbone_mmseg.classes import CLASSES
+
+
+def square(x: int, y: int, side: int) -> list[list[int]]:
+    return [[x, y], [x + side, y], [x + side, y + side], [x, y + side]]
+
+
+def write_case(root: Path, patient: str, stem: str, size: int = 64,
+               annotations: list[dict] | None = None, split: str = 'train') -> Path:
+    """Write one image (and its JSON unless ``annotations`` is None) in the real layout."""
+    img = np.full((size, size, 3), 40, np.uint8)
+    path = root / split / 'DCM' / patient / f'{stem}.png'
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), img)
+    if annotations is not None:
+        ann = root / split / 'outputs_json' / patient / f'{stem}.json'
+        ann.parent.mkdir(parents=True, exist_ok=True)
+        ann.write_text(json.dumps({
+            'annotations': annotations, 'attributes': {}, 'file_id': stem,
+            'filename': f'{stem}.png', 'metadata': {'height': size, 'width': size}}))
+    return path
+
+
+def all_bones(size: int = 64) -> list[dict]:
+    """29 small non-overlapping squares, one per class, inside a ``size`` image."""
+    side = size // 8
+    return [dict(id=str(i), type='poly_seg', attributes={}, label=name,
+                 points=square((i % 6) * (side + 2) + 1, (i // 6) * (side + 2) + 1, side))
+            for i, name in enumerate(CLASSES)]
+
+
+@pytest.fixture
+def tiny_root(tmp_path: Path) -> Path:
+    """10 patients with two labeled images each and 2 unlabeled test images."""
+    for p in range(1, 11):
+        write_case(tmp_path, f'ID{p:03d}', f'image16611308{p:05d}', annotations=all_bones())
+        write_case(tmp_path, f'ID{p:03d}', f'image16611309{p:05d}_R', annotations=all_bones())
+    for p in (11, 12):
+        write_case(tmp_path, f'ID{p:03d}', f'image16613191{p:05d}', split='test')
+    return tmp_path
