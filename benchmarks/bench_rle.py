@@ -1,0 +1,37 @@
+"""RLE-encoding 2048x2048 bone masks: plugin vs the usual numpy diff + ' '.join encoder."""
+import numpy as np
+import torch
+
+from common import best_time, phantom_case
+from handbone_mmseg.functional.annotations import parse_annotation, read_png_size
+from handbone_mmseg.functional.labels import rasterize_polygons, unpack_labels
+from handbone_mmseg.functional.rle import rle_encode
+
+
+def obvious_rle(mask: np.ndarray) -> str:
+    pixels = np.concatenate([[0], mask.flatten(), [0]])
+    runs = np.where(pixels[1:] != pixels[:-1])[0] + 1
+    runs[1::2] -= runs[::2]
+    return ' '.join(str(x) for x in runs)
+
+
+def main() -> dict[str, float]:
+    png, ann = phantom_case()
+    shape = read_png_size(png)
+    label = rasterize_polygons(parse_annotation(ann, shape), shape)
+    masks = unpack_labels(torch.from_numpy(label), 29)[0].numpy()
+    as_uint8 = masks.astype(np.uint8)
+    assert all(rle_encode(m) == obvious_rle(u) for m, u in zip(masks, as_uint8)), \
+        'outputs differ'
+    t = dict(obvious=best_time(lambda: [obvious_rle(u) for u in as_uint8], repeat=3) / 29,
+             plugin=best_time(lambda: [rle_encode(m) for m in masks]) / 29)
+    print('RLE of one 2048x2048 bone mask (mean over the 29 bones of a phantom image)')
+    print(f'  obvious  {t["obvious"] * 1e3:8.2f} ms\n  plugin   {t["plugin"] * 1e3:8.2f} ms')
+    print(f'  speed-up: {t["obvious"] / t["plugin"]:.1f}x, byte-identical output')
+    print(f'  300 images x 29 classes: {t["plugin"] * 8700:.1f} s '
+          f'(obvious {t["obvious"] * 8700:.1f} s)')
+    return t
+
+
+if __name__ == '__main__':
+    main()
