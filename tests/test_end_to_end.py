@@ -1,24 +1,15 @@
 """A short train + test through the real tools: checkpoints, resume, CSV = predicted masks."""
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from conftest import ROOT, load_tool as tool
 from handbone_mmseg.functional import read_submission
 from handbone_mmseg.phantom import generate_phantom
 
-ROOT = Path(__file__).resolve().parents[1]
 CONFIG = str(ROOT / 'configs' / 'tiny_cpu_handbone.py')
-
-
-def tool(name: str):
-    """Import ``tools/NAME.py`` as a module, to call its ``main(argv)`` in-process."""
-    spec = importlib.util.spec_from_file_location(f'tool_{name}', ROOT / 'tools' / f'{name}.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope='module')

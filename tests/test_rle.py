@@ -55,13 +55,13 @@ def test_uint8_masks_encode_like_bool():
 
 
 @pytest.mark.parametrize('rle, message', [
-    ('1 2 3', 'pairs'),
-    ('a b', 'integers'),
-    ('0 2', '>= 1'),
-    ('3 0', '>= 1'),
-    ('5 2 3 1', 'increasing'),
-    ('1 3 3 1', 'overlap'),
-    ('5 3', 'past'),
+    ('1 2 3', 'odd count of 3 numbers'),
+    ('1 b', "token 'b' is not an integer"),
+    ('0 2', 'run 1 starts at 0, starts are 1-based'),
+    ('3 0', 'run 1 has length 0'),
+    ('5 2 3 1', 'run 2 starts at 3, not after run 1 ends at 6'),
+    ('1 3 3 1', 'must increase and not overlap'),
+    ('5 3', 'run 1 ends at pixel 7, past the image \\(6 pixels\\)'),
 ])
 def test_decode_rejects_malformed(rle, message):
     with pytest.raises(ValueError, match=message):
@@ -127,5 +127,15 @@ def test_reader_names_the_problem(tmp_path, text, message):
 
 def test_reader_names_image_and_class_of_bad_rle(tmp_path):
     text = 'image_name,class,rle\n' + _rows('a.png').replace('a.png,Ulna,', 'a.png,Ulna,1 2 3')
-    with pytest.raises(SubmissionError, match='a.png, Ulna: RLE needs start/length pairs'):
+    with pytest.raises(SubmissionError, match='a.png, Ulna: RLE has an odd count'):
         list(read_submission(_csv(tmp_path, text), shape=(4, 4)))
+
+
+def test_long_rle_fields_read_back(tmp_path):
+    """A noisy mask's RLE is far over the csv module's default 128 KiB field limit."""
+    mask = np.zeros((400, 400), bool)
+    mask.reshape(-1)[::2] = True  # 80,000 runs, about 1 MB of text
+    path = tmp_path / 'sub.csv'
+    write_submission(path, [('a.png', [rle_encode(mask)] + [''] * 28)])
+    (name, masks), = read_submission(path, shape=(400, 400))
+    assert np.array_equal(masks[0], mask)

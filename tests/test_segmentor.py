@@ -96,3 +96,21 @@ def test_thresholds_are_not_saved_in_checkpoints():
     other = build(threshold=0.7)
     other.load_state_dict(model.state_dict())
     assert other.thresholds.flatten()[0].item() == pytest.approx(0.7)
+
+
+@pytest.mark.parametrize('kind', ['MultiLabelEncoderDecoder',
+                                  'MultiLabelCascadeEncoderDecoder'])
+def test_classifiers_start_at_the_prior(kind):
+    model = build(kind, prior_prob=0.01)
+    model.init_weights()
+    heads = list(model.decode_head) if kind.startswith('MultiLabelCascade') else \
+        [model.decode_head, model.auxiliary_head]
+    for head in heads:
+        assert head.conv_seg.bias.detach() == pytest.approx(
+            torch.full((29, ), -4.59512), abs=1e-4)  # log(0.01 / 0.99)
+    plain = build(kind, prior_prob=None)
+    plain.init_weights()
+    head = plain.decode_head[-1] if kind.startswith('MultiLabelCascade') else plain.decode_head
+    assert torch.all(head.conv_seg.bias == 0)
+    with pytest.raises(ValueError, match='prior_prob'):
+        build(kind, prior_prob=1.5)

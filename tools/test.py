@@ -5,51 +5,35 @@ writes ``DIR/submission.csv``; on a labeled split (``--split val``) it also writ
 per-class and per-image Dice tables.
 """
 import argparse
-import os
 import os.path as osp
 import sys
 
-from mmengine.config import Config, DictAction
+from mmengine.config import Config
 from mmengine.runner import Runner
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-import handbone_mmseg  # noqa: E402,F401  (registers the plugin's modules)
+from handbone_mmseg.cli import add_common_args, load_config  # noqa: E402  (registers all)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description='Test (and evaluate) a hand-bone segmentor')
     parser.add_argument('config', help='config file path')
     parser.add_argument('checkpoint', help='checkpoint file')
-    parser.add_argument('--work-dir', help='the dir to save logs and metrics')
     parser.add_argument('--out', help='the dir for submission.csv and the Dice tables')
     parser.add_argument(
         '--split', choices=['test', 'val'], default='test',
         help='test: the config\'s test_dataloader (unlabeled test images by default); '
         'val: its labeled validation fold')
     parser.add_argument('--tta', action='store_true', help='test-time augmentation')
-    parser.add_argument(
-        '--cfg-options', nargs='+', action=DictAction,
-        help='override config settings, key=value pairs, e.g. model.threshold=0.4')
-    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
-                        default='none', help='job launcher')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args(argv)
-    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
-    return args
+    add_common_args(parser)
+    return parser.parse_args(argv)
 
 
 def setup(args: argparse.Namespace) -> Config:
     """Build the config from the file and the command line."""
     if not osp.isfile(args.checkpoint):
         raise SystemExit(f'{args.checkpoint}: checkpoint not found')
-    cfg = Config.fromfile(args.config)
-    cfg.launcher = args.launcher
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir') is None:
-        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+    cfg = load_config(args)
     cfg.load_from = args.checkpoint
     if args.split == 'val':
         cfg.test_dataloader = cfg.val_dataloader
@@ -67,8 +51,7 @@ def setup(args: argparse.Namespace) -> Config:
 
 
 def main(argv: list[str] | None = None) -> None:
-    runner = Runner.from_cfg(setup(parse_args(argv)))
-    runner.test()
+    Runner.from_cfg(setup(parse_args(argv))).test()
 
 
 if __name__ == '__main__':

@@ -1,5 +1,6 @@
 """Run-length encoding of masks and the submission CSV (format in HANDBONE_FORMAT.md)."""
 import csv
+import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -10,6 +11,10 @@ from ..classes import CLASSES
 from ..fileio import atomic_open
 
 SUBMISSION_HEADER = ('image_name', 'class', 'rle')
+# A noisy 2048x2048 mask has an RLE field of megabytes; the csv module's default limit
+# (128 KiB) would reject a file that this module itself wrote.
+csv.field_size_limit(2**31 - 1)
+_INTEGER = re.compile(r'-?[0-9]+')
 
 
 class SubmissionError(ValueError):
@@ -53,33 +58,57 @@ def rle_encode(mask: np.ndarray) -> str:
     return ' '.join(map(str, runs.tolist()))
 
 
+def parse_rle(rle: str, num_pixels: int) -> tuple[np.ndarray, np.ndarray]:
+    """Check ``start length`` pairs and return 0-based run starts and (exclusive) ends.
+
+    Raises:
+        ValueError: the first problem found: a token that is not an integer, an odd count,
+            a start below 1, a length below 1, a run past ``num_pixels``, or runs that do
+            not increase or overlap.
+    """
+    tokens = rle.split()
+    bad = next((token for token in tokens if not _INTEGER.fullmatch(token)), None)
+    if bad is not None:
+        raise ValueError(f'RLE token {bad!r} is not an integer')
+    if len(tokens) % 2:
+        raise ValueError(f'RLE has an odd count of {len(tokens)} numbers, expected '
+                         'start/length pairs')
+    try:
+        values = np.array(tokens, dtype=np.int64)
+    except OverflowError:
+        raise ValueError('RLE number out of the 64-bit range') from None
+    starts, lengths = values[0::2], values[1::2]
+    bad = np.flatnonzero(starts < 1)
+    if bad.size:
+        raise ValueError(f'RLE run {bad[0] + 1} starts at {starts[bad[0]]}, starts are 1-based')
+    bad = np.flatnonzero(lengths < 1)
+    if bad.size:
+        raise ValueError(f'RLE run {bad[0] + 1} has length {lengths[bad[0]]}, lengths must be '
+                         '>= 1')
+    # Compared as length > room left, since start + length may overflow int64.
+    bad = np.flatnonzero(lengths > num_pixels + 1 - starts)
+    if bad.size:
+        i = bad[0]
+        raise ValueError(f'RLE run {i + 1} ends at pixel {int(starts[i]) + int(lengths[i]) - 1}'
+                         f', past the image ({num_pixels} pixels)')
+    ends = starts + lengths - 1  # last pixel of each run, 1-based
+    bad = np.flatnonzero(starts[1:] <= ends[:-1])
+    if bad.size:
+        i = bad[0] + 1
+        raise ValueError(f'RLE run {i + 1} starts at {starts[i]}, not after run {i} ends at '
+                         f'{ends[i - 1]}: runs must increase and not overlap')
+    return starts - 1, ends
+
+
 def rle_decode(rle: str, shape: tuple[int, int]) -> np.ndarray:
     """Decode ``start length`` pairs into a bool mask of ``shape``.
 
     Raises:
-        ValueError: the string is not pairs of positive integers, runs are not increasing and
-            disjoint, or a run leaves the image.
+        ValueError: malformed runs, as ``parse_rle`` says.
     """
-    height, width = shape
-    mask = np.zeros(height * width, np.bool_)
-    if not rle.strip():
-        return mask.reshape(shape)
-    try:
-        values = np.array(rle.split(), dtype=np.int64)
-    except ValueError:
-        raise ValueError(f'RLE must be space-separated integers, got {rle[:40]!r}') from None
-    if values.size % 2:
-        raise ValueError(f'RLE needs start/length pairs, got {values.size} numbers')
-    starts, lengths = values[0::2] - 1, values[1::2]
-    if starts.min() < 0 or lengths.min() < 1:
-        raise ValueError('RLE starts must be >= 1 and lengths >= 1')
-    ends = starts + lengths
-    if np.any(starts[1:] < ends[:-1]):
-        raise ValueError('RLE runs must be increasing and must not overlap')
-    if ends[-1] > mask.size:
-        raise ValueError(f'RLE run ends at pixel {ends[-1]}, past the {height}x{width} image')
+    mask = np.zeros(shape[0] * shape[1], np.bool_)
     # A bone has a few hundred runs: slicing per run beats any full-frame vector trick.
-    for start, end in zip(starts.tolist(), ends.tolist()):
+    for start, end in zip(*(a.tolist() for a in parse_rle(rle, mask.size))):
         mask[start:end] = True
     return mask.reshape(shape)
 

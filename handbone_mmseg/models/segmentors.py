@@ -4,10 +4,12 @@ Stock ``BaseSegmentor.postprocess_result`` takes the argmax over classes wheneve
 overlapping bones could never both be predicted. These segmentors keep mmseg's training and
 inference (whole or slide) and replace only the post-processing and the loss bookkeeping.
 """
+import math
 from collections.abc import Sequence
 
 import torch
 from mmengine.structures import PixelData
+from mmseg.models.decode_heads.decode_head import BaseDecodeHead
 from mmseg.models.segmentors import CascadeEncoderDecoder, EncoderDecoder
 from mmseg.models.utils import resize
 from mmseg.registry import MODELS
@@ -40,6 +42,28 @@ class MultiLabelMixin:
 
     out_channels: int
     align_corners: bool
+
+    def _init_multilabel(self, threshold: float | Sequence[float],
+                         prior_prob: float | None) -> None:
+        if prior_prob is not None and not 0 < prior_prob < 1:
+            raise ValueError(f'prior_prob must lie in (0, 1), got {prior_prob}')
+        self.prior_prob = prior_prob
+        self._init_threshold(threshold)
+
+    def init_weights(self) -> None:
+        """Initialise as mmseg does, then start every head's classifier at ``prior_prob``.
+
+        A bone covers well under 1% of the image, so sigmoid outputs that start at 0.5 spend
+        the first thousand steps learning "no bone" through a bias that Adam moves by about
+        the learning rate per step; a prior bias skips that phase (as in RetinaNet).
+        """
+        super().init_weights()
+        if self.prior_prob is None:
+            return
+        bias = math.log(self.prior_prob / (1 - self.prior_prob))
+        for module in self.modules():
+            if isinstance(module, BaseDecodeHead) and module.conv_seg.bias is not None:
+                torch.nn.init.constant_(module.conv_seg.bias, bias)
 
     def _init_threshold(self, threshold: float | Sequence[float]) -> None:
         values = torch.as_tensor(threshold, dtype=torch.float32).flatten()
@@ -84,12 +108,15 @@ class MultiLabelEncoderDecoder(MultiLabelMixin, EncoderDecoder):
 
     Args:
         threshold: one probability threshold for all classes or one per class, in (0, 1).
+        prior_prob: initial output probability of every class (sets the classifier biases
+            in ``init_weights``); None keeps mmseg's zero bias.
         **kwargs: as ``EncoderDecoder``.
     """
 
-    def __init__(self, *args, threshold: float | Sequence[float] = 0.5, **kwargs) -> None:
+    def __init__(self, *args, threshold: float | Sequence[float] = 0.5,
+                 prior_prob: float | None = 0.01, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self._init_threshold(threshold)
+        self._init_multilabel(threshold, prior_prob)
 
 
 @MODELS.register_module()
@@ -98,9 +125,12 @@ class MultiLabelCascadeEncoderDecoder(MultiLabelMixin, CascadeEncoderDecoder):
 
     Args:
         threshold: one probability threshold for all classes or one per class, in (0, 1).
+        prior_prob: initial output probability of every class, as in
+            ``MultiLabelEncoderDecoder``.
         **kwargs: as ``CascadeEncoderDecoder``.
     """
 
-    def __init__(self, *args, threshold: float | Sequence[float] = 0.5, **kwargs) -> None:
+    def __init__(self, *args, threshold: float | Sequence[float] = 0.5,
+                 prior_prob: float | None = 0.01, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self._init_threshold(threshold)
+        self._init_multilabel(threshold, prior_prob)

@@ -1,0 +1,208 @@
+"""List every problem of a submission CSV (format in HANDBONE_FORMAT.md), streaming."""
+import csv
+from collections.abc import Generator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+
+from ..classes import CLASSES
+from ..functional.rle import SUBMISSION_HEADER, parse_rle
+
+_LISTED_NAMES = 5  # names shown per missing/unexpected image list
+
+
+@dataclass
+class _Block:
+    """Consecutive rows of one image."""
+
+    image: str
+    line_no: int
+    class_lines: dict[str, int] = field(default_factory=dict)  # line of each known class
+    # Class index of the previous row: each step back is reported once, so one class moved
+    # early or late gives one line, not one per class it jumped over.
+    previous: int = -1
+
+
+def check_submission(path: str | Path, test_dir: str | Path | None = None,
+                     shape: tuple[int, int] = (2048, 2048),
+                     classes: tuple[str, ...] = CLASSES, max_problems: int = 50) -> list[str]:
+    """List the problems of a submission CSV, one line each, not stopping at the first.
+
+    Unlike ``iter_submission`` it goes on after a problem, and it checks RLE strings on their
+    numbers alone, so memory stays flat however large the file and the images are.
+
+    Args:
+        path: the submission CSV.
+        test_dir: if given, the CSV must name exactly the ``*.png`` files found recursively
+            under it, by base name.
+        shape: ``(H, W)`` of every image; runs must end within ``H * W`` pixels.
+        classes: class names, in the order of each image's rows.
+        max_problems: problems listed; the rest are only counted, in one last line.
+
+    Returns:
+        Problem lines starting with ``{path}:{line_no}:``, or ``{path}:`` for the whole file;
+        an empty list for a valid submission.
+
+    Raises:
+        ValueError: ``shape`` is not two positive sizes, ``classes`` is empty or
+            ``max_problems`` is below 1.
+    """
+    if len(shape) != 2 or min(shape) < 1:
+        raise ValueError(f'shape must be two positive sizes (H, W), got {shape}')
+    if not classes:
+        raise ValueError('classes must name at least one class, got none')
+    if max_problems < 1:
+        raise ValueError(f'max_problems must be at least 1, got {max_problems}')
+    path = Path(path)
+    problems: list[str] = []
+    skipped = 0
+    for problem in _iter_problems(path, test_dir, shape, classes):
+        if len(problems) < max_problems:
+            problems.append(problem)
+        else:
+            skipped += 1
+    if skipped:
+        problems.append(f'{path}: {_count(skipped, "more problem")} not shown')
+    return problems
+
+
+def _iter_problems(path: Path, test_dir: str | Path | None, shape: tuple[int, int],
+                   classes: tuple[str, ...]) -> Iterator[str]:
+    """Yield every problem, in the order found; the test-dir comparison comes last."""
+    test_names = None
+    if test_dir is not None:
+        test_dir = Path(test_dir)
+        if not test_dir.is_dir():
+            yield f'{path}: test dir {test_dir} does not exist or is not a directory'
+        else:
+            test_names = {png.name for png in test_dir.rglob('*.png')}
+            if not test_names:
+                yield f'{path}: no *.png files under test dir {test_dir}'
+    try:
+        # Strict UTF-8: a BOM shows up in the header check, other bad bytes stop the check.
+        f = open(path, newline='', encoding='utf-8')
+    except OSError as e:
+        yield f'{path}: cannot open ({e.strerror})'
+        return
+    with f:
+        try:
+            csv_names = yield from _iter_row_problems(path, f, shape, classes)
+        except UnicodeDecodeError as e:
+            yield f'{path}: not UTF-8 text ({e.reason}), check stopped there'
+            return
+    if test_names:
+        missing = test_names - csv_names
+        if missing:
+            yield (f'{path}: {_count(len(missing), "test image")} under {test_dir} missing '
+                   f'from the CSV: {_names(missing)}')
+        unexpected = csv_names - test_names
+        if unexpected:
+            yield (f'{path}: {_count(len(unexpected), "image")} in the CSV not under '
+                   f'{test_dir}: {_names(unexpected)}')
+
+
+def _iter_row_problems(path: Path, f: TextIO, shape: tuple[int, int],
+                       classes: tuple[str, ...]) -> Generator[str, None, set[str]]:
+    """Yield the problems of header and rows; return the image names met."""
+    records = _records(f)
+    first = next(records, None)
+    if first is None:
+        yield f'{path}: empty file'
+        return set()
+    _, header = first
+    expected_header = ','.join(SUBMISSION_HEADER)
+    if isinstance(header, csv.Error) or tuple(header) != SUBMISSION_HEADER:
+        got = str(header) if isinstance(header, csv.Error) else ','.join(header)
+        yield f'{path}:1: header must be {expected_header!r}, got {got!r}'
+    class_index = {name: i for i, name in enumerate(classes)}
+    first_blocks: dict[str, int] = {}  # image -> line of its first block
+    block = None
+    for line_no, row in records:
+        if isinstance(row, csv.Error):
+            yield f'{path}:{line_no}: unreadable row: {row}'
+            continue
+        if len(row) != len(SUBMISSION_HEADER):
+            yield (f'{path}:{line_no}: expected {len(SUBMISSION_HEADER)} fields '
+                   f'({expected_header}), got {len(row)}')
+            if len(row) < 2:
+                continue
+        name, cls = row[0], row[1]
+        if block is None or name != block.image:
+            if block is not None:
+                yield from _missing_classes(path, block, classes)
+            block = _Block(name, line_no)
+            if name in first_blocks:
+                yield (f'{path}:{line_no}: image {name} appears in a second block '
+                       f'(first block at line {first_blocks[name]})')
+            else:
+                first_blocks[name] = line_no
+                # Rows name images by base name; a path or nothing cannot match a test image.
+                if not name or '/' in name or '\\' in name:
+                    yield f'{path}:{line_no}: image name {name!r} is not a file base name'
+        index = class_index.get(cls)
+        if index is None:
+            yield f'{path}:{line_no}: image {name}: unknown class {cls!r}'
+        elif cls in block.class_lines:
+            yield (f'{path}:{line_no}: image {name}: class {cls} repeated '
+                   f'(first at line {block.class_lines[cls]})')
+        else:
+            block.class_lines[cls] = line_no
+            if index < block.previous:
+                yield (f'{path}:{line_no}: image {name}: class {cls} out of order '
+                       f'(after {classes[block.previous]})')
+            block.previous = index
+        if len(row) == len(SUBMISSION_HEADER):
+            problem = _rle_problem(row[2], shape)
+            if problem:
+                yield f'{path}:{line_no}: image {name}, class {cls}: {problem}'
+    if block is None:
+        yield f'{path}: no rows after the header'
+    else:
+        yield from _missing_classes(path, block, classes)
+    return set(first_blocks)
+
+
+def _records(f: TextIO) -> Iterator[tuple[int, list[str] | csv.Error]]:
+    """CSV rows with the line they start on; a row the csv module rejects comes as its error.
+
+    The reader moves past a rejected row (e.g. a field over ``csv.field_size_limit()``), so
+    the rows after it are still checked.
+    """
+    reader = csv.reader(f)
+    while True:
+        line_no = reader.line_num + 1
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as e:
+            row = e
+        yield line_no, row
+
+
+def _missing_classes(path: Path, block: _Block, classes: tuple[str, ...]) -> Iterator[str]:
+    missing = [name for name in classes if name not in block.class_lines]
+    if missing:
+        noun = 'class' if len(missing) == 1 else 'classes'
+        yield (f'{path}:{block.line_no}: image {block.image}: '
+               f'missing {noun} {", ".join(missing)}')
+
+
+def _rle_problem(rle: str, shape: tuple[int, int]) -> str | None:
+    """The first thing wrong with one RLE string, found on its numbers without a mask."""
+    try:
+        parse_rle(rle, shape[0] * shape[1])
+    except ValueError as e:
+        return str(e)
+    return None
+
+
+def _count(n: int, noun: str) -> str:
+    return f'{n} {noun}' if n == 1 else f'{n} {noun}s'
+
+
+def _names(names: set[str]) -> str:
+    shown = sorted(names)[:_LISTED_NAMES]
+    more = len(names) - len(shown)
+    return ', '.join(shown) + (f', ... ({more} more)' if more else '')

@@ -1,0 +1,49 @@
+"""Check a submission CSV: ``python tools/check_submission.py SUBMISSION [--test-dir DIR]``.
+
+Lists every problem (header, fields, class order, repeated images, RLE runs, images versus
+the test folder), one per line, without decoding masks; exits 1 if there is any.
+"""
+import argparse
+import os.path as osp
+import sys
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+from handbone_mmseg.classes import CLASSES  # noqa: E402
+from handbone_mmseg.evaluation.submission_check import check_submission  # noqa: E402
+from handbone_mmseg.functional.rle import iter_submission  # noqa: E402
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f'must be a positive size, got {value}')
+    return value
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description='Check a hand-bone submission CSV')
+    parser.add_argument('submission', help='submission CSV path')
+    parser.add_argument(
+        '--test-dir', metavar='DIR',
+        help='folder searched recursively for *.png test images; the CSV must name exactly '
+        'these images')
+    parser.add_argument('--size', nargs=2, type=_positive_int, default=[2048, 2048],
+                        metavar=('H', 'W'), help='image height and width (default: 2048 2048)')
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    problems = check_submission(args.submission, args.test_dir, tuple(args.size))
+    for problem in problems:
+        print(problem)
+    if problems:
+        return 1
+    # The checker passed, so the structural reader cannot raise here.
+    images = sum(1 for _ in iter_submission(args.submission))
+    print(f'OK: {images} images x {len(CLASSES)} classes')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
