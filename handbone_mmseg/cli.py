@@ -19,13 +19,29 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
 
 
+# Config variables that the dataset base copies into the dataloaders at parse time; set on
+# the command line they would otherwise change nothing.
+DATASET_VARIABLES = ('data_root', 'n_folds', 'fold')
+
+
 def load_config(args: argparse.Namespace) -> Config:
-    """The config file with the command line applied; work dir defaults to the config name."""
+    """The config file with the command line applied; work dir defaults to the config name.
+
+    ``--cfg-options data_root=DIR fold=K n_folds=N`` reach every dataloader's dataset that
+    has the key (the test split has no folds).
+    """
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
     cfg = Config.fromfile(args.config)
     cfg.launcher = args.launcher
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
+        for key in DATASET_VARIABLES:
+            if key not in args.cfg_options:
+                continue
+            for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+                dataset = cfg.get(loader, {}).get('dataset', {})
+                if key in dataset:
+                    dataset[key] = args.cfg_options[key]
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir
     elif cfg.get('work_dir') is None:

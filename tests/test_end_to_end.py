@@ -21,8 +21,7 @@ def phantom(tmp_path_factory) -> Path:
 
 def options(data: Path, **extra: object) -> list[str]:
     small = dict(train_scale=(64, 64), crop_size=(64, 64), test_scale=(64, 64))
-    opts = {f'{k}.dataset.data_root': str(data)
-            for k in ('train_dataloader', 'val_dataloader', 'test_dataloader')}
+    opts = {'data_root': str(data)}
     opts.update({
         'train_dataloader.batch_size': 2, 'train_dataloader.num_workers': 0,
         'train_dataloader.persistent_workers': False,

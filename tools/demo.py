@@ -41,9 +41,7 @@ def main(argv: list[str] | None = None) -> None:
                              '--test-labels', '--workers', '2'])
     else:
         print(f'=== phantom data: reusing {data}')
-    data_opt = [f'data_root={data}', f'train_dataloader.dataset.data_root={data}',
-                f'val_dataloader.dataset.data_root={data}',
-                f'test_dataloader.dataset.data_root={data}']
+    data_opt = [f'data_root={data}']
     run('train', ['tools/train.py', args.config, '--work-dir', str(work), '--resume',
                   '--cfg-options', *data_opt, *args.cfg_options])
     best = sorted(work.glob('best_mDice_*.pth'), key=lambda p: p.stat().st_mtime)
