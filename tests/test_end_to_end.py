@@ -25,10 +25,8 @@ def options(data: Path, **extra: object) -> list[str]:
     opts.update({
         'train_dataloader.batch_size': 2, 'train_dataloader.num_workers': 0,
         'train_dataloader.persistent_workers': False,
-        'val_dataloader.num_workers': 0, 'val_dataloader.persistent_workers': False,
-        'test_dataloader.num_workers': 0, 'test_dataloader.persistent_workers': False,
         'train_dataloader.dataset.pipeline.1.scale': small['train_scale'],
-        'train_dataloader.dataset.pipeline.4.crop_size': small['crop_size'],
+        'train_dataloader.dataset.pipeline.3.crop_size': small['crop_size'],
         'model.data_preprocessor.size': small['crop_size'],
         'val_dataloader.dataset.pipeline.1.scale': small['test_scale'],
         'test_dataloader.dataset.pipeline.1.scale': small['test_scale'],

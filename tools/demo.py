@@ -27,8 +27,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument('--data', default='data/phantom', help='phantom data folder')
     parser.add_argument('--work-dir', default='work_dirs/demo')
     parser.add_argument('--config', default='configs/tiny_cpu_handbone.py')
-    parser.add_argument('--patients', type=int, default=24, help='train patients')
-    parser.add_argument('--size', type=int, default=1024, help='phantom image size')
+    parser.add_argument('--patients', type=int, default=40, help='train patients')
+    parser.add_argument('--size', type=int, default=512, help='phantom image size')
     parser.add_argument('--cfg-options', nargs='*', default=[],
                         help='extra overrides for training, e.g. train_cfg.max_iters=100')
     args = parser.parse_args(argv)
@@ -55,13 +55,20 @@ def main(argv: list[str] | None = None) -> None:
                          '--cfg-options', *data_opt])
     submission = work / 'test' / 'submission.csv'
 
-    from handbone_mmseg.evaluation import score_submission
+    from handbone_mmseg.classes import CLASSES
+    from handbone_mmseg.evaluation import check_submission, score_submission
+    from handbone_mmseg.functional import read_png_size
+    test_dir = data / 'test' / 'DCM'
+    shape = read_png_size(next(test_dir.rglob('*.png')))
+    problems = check_submission(submission, test_dir, shape)
+    if problems:
+        raise SystemExit('\n'.join(problems))
+    print(f'=== check: {submission} is well-formed and names every test image')
     per_class, test_dice, n = score_submission(submission, data, 'test/DCM',
                                                'test_labels/outputs_json')
     with open(work / 'val' / 'dice_per_class.csv') as f:
         val_dice = float(next(r for r in csv.reader(f) if r[0] == 'mean')[1])
     worst = sorted(zip(per_class, range(len(per_class))))[:3]
-    from handbone_mmseg.classes import CLASSES
     print(f'\n=== demo finished in {time.time() - start:.0f} s')
     print(f'validation mean Dice   {val_dice:.4f}  ({work / "val" / "dice_per_class.csv"})')
     print(f'test submission Dice   {test_dice:.4f}  over {n} images, scored against '

@@ -9,6 +9,16 @@ train_scale = (1024, 1024)  # sources are resized around this before cropping
 crop_size = (1024, 1024)    # network input in training
 test_scale = (1024, 1024)   # whole-image inference scale
 seg_pad_val = 1 << 30       # the ignore bit (handbone_mmseg.classes.IGNORE_VALUE)
+# BCE + Dice, the loss of the public recipes; any decode head takes these lists as its
+# loss_decode (model configs use {{_base_.multilabel_loss}}), auxiliary heads at 0.4.
+multilabel_loss = [
+    dict(type='MultiLabelBCELoss', loss_weight=1.0),
+    dict(type='MultiLabelDiceLoss', loss_weight=1.0),
+]
+multilabel_aux_loss = [
+    dict(type='MultiLabelBCELoss', loss_weight=0.4),
+    dict(type='MultiLabelDiceLoss', loss_weight=0.4),
+]
 
 train_pipeline = [
     dict(type='LoadXrayFromFile'),
