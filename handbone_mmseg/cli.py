@@ -3,6 +3,7 @@ import argparse
 import os
 import os.path as osp
 
+import torch
 from mmengine.config import Config, DictAction
 
 
@@ -47,3 +48,19 @@ def load_config(args: argparse.Namespace) -> Config:
     elif cfg.get('work_dir') is None:
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
     return cfg
+
+
+def prepare_launcher(cfg: Config) -> None:
+    """Make ``--launcher pytorch`` work without CUDA: gloo, and DDP without device ids.
+
+    mmengine's launcher calls ``torch.cuda.set_device`` and wraps the model with
+    ``device_ids=[LOCAL_RANK]``, both of which fail on a CPU build; it skips its own set-up
+    when a process group exists, so the group is created here first.
+    """
+    if cfg.launcher != 'pytorch' or torch.cuda.is_available():
+        return
+    cfg.env_cfg.setdefault('dist_cfg', {})['backend'] = 'gloo'
+    cfg.setdefault('model_wrapper_cfg', dict(type='MMDistributedDataParallel'))
+    cfg.model_wrapper_cfg['device_ids'] = None
+    if not torch.distributed.is_initialized():
+        torch.distributed.init_process_group(backend='gloo')

@@ -12,7 +12,8 @@ from mmengine.config import Config
 from mmengine.runner import Runner
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-from handbone_mmseg.cli import add_common_args, load_config  # noqa: E402  (registers all)
+from handbone_mmseg.cli import (add_common_args, load_config,  # noqa: E402
+                                prepare_launcher)  # (importing registers the plugin)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -51,7 +52,9 @@ def setup(args: argparse.Namespace) -> Config:
 
 
 def main(argv: list[str] | None = None) -> None:
-    Runner.from_cfg(setup(parse_args(argv))).test()
+    cfg = setup(parse_args(argv))
+    prepare_launcher(cfg)
+    Runner.from_cfg(cfg).test()
 
 
 if __name__ == '__main__':

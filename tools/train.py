@@ -10,7 +10,8 @@ from mmengine.config import Config
 from mmengine.runner import Runner
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-from handbone_mmseg.cli import add_common_args, load_config  # noqa: E402  (registers all)
+from handbone_mmseg.cli import (add_common_args, load_config,  # noqa: E402
+                                prepare_launcher)  # (importing registers the plugin)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -38,7 +39,9 @@ def setup(args: argparse.Namespace) -> Config:
 
 
 def main(argv: list[str] | None = None) -> None:
-    Runner.from_cfg(setup(parse_args(argv))).train()
+    cfg = setup(parse_args(argv))
+    prepare_launcher(cfg)
+    Runner.from_cfg(cfg).train()
 
 
 if __name__ == '__main__':
