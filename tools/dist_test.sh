@@ -1,19 +1,5 @@
 #!/usr/bin/env bash
 # Distributed testing: tools/dist_test.sh CONFIG CHECKPOINT GPUS [tools/test.py options]
-# Several nodes: set NNODES, NODE_RANK, MASTER_ADDR and MASTER_PORT on each, as in mmseg.
+# Several nodes: NNODES, NODE_RANK, MASTER_ADDR, MASTER_PORT (see dist_run.sh).
 set -euo pipefail
-CONFIG=$1
-CHECKPOINT=$2
-GPUS=$3
-NNODES=${NNODES:-1}
-NODE_RANK=${NODE_RANK:-0}
-MASTER_ADDR=${MASTER_ADDR:-127.0.0.1}
-MASTER_PORT=${MASTER_PORT:-${PORT:-29500}}
-PYTHON=${PYTHON:-python}
-HERE=$(dirname "$0")
-
-PYTHONPATH="$HERE/..${PYTHONPATH:+:$PYTHONPATH}" \
-"$PYTHON" -m torch.distributed.run \
-    --nnodes="$NNODES" --node_rank="$NODE_RANK" --nproc_per_node="$GPUS" \
-    --master_addr="$MASTER_ADDR" --master_port="$MASTER_PORT" \
-    "$HERE/test.py" "$CONFIG" "$CHECKPOINT" --launcher pytorch "${@:4}"
+exec "$(dirname "$0")/dist_run.sh" test.py "$3" "$1" "$2" "${@:4}"
