@@ -76,3 +76,31 @@ def test_unlabeled_split_only_writes_the_submission(tmp_path):
     assert (tmp_path / 'submission.csv').read_text().splitlines() == [
         'image_name,class,rle', 't.png,a,', 't.png,b,5 2']
     assert not (tmp_path / 'dice_per_class.csv').exists()
+
+
+def test_score_submission_of_the_ground_truth_is_perfect(tiny_root, tmp_path):
+    from handbone_mmseg.datasets import HandBoneDataset
+    from handbone_mmseg.evaluation import score_submission
+    from handbone_mmseg.functional import (SubmissionError, rasterize_polygons, rle_encode,
+                                           unpack_labels, write_submission)
+    prefix = dict(img_path='train/DCM', seg_map_path='train/outputs_json')
+    ds = HandBoneDataset(data_root=str(tiny_root), data_prefix=prefix, pipeline=[],
+                         serialize_data=False)
+    rows = []
+    for info in ds.data_list:
+        masks, _ = unpack_labels(torch.from_numpy(
+            rasterize_polygons(info['polygons'], info['ori_shape'])), 29)
+        rows.append((info['name'], [rle_encode(m) for m in masks.numpy()]))
+    path = tmp_path / 'sub.csv'
+    write_submission(path, rows)
+    per_class, mean, n = score_submission(path, tiny_root, prefix['img_path'],
+                                          prefix['seg_map_path'])
+    assert n == 20 and mean == pytest.approx(1.0) and per_class.min() == pytest.approx(1.0)
+
+    write_submission(path, rows[:-1])
+    with pytest.raises(SubmissionError, match='1 labeled images have no rows'):
+        score_submission(path, tiny_root, prefix['img_path'], prefix['seg_map_path'])
+    rows[0][1][4] = '1 2 3'
+    write_submission(path, rows)
+    with pytest.raises(SubmissionError, match=f'{rows[0][0]}, finger-5: RLE has an odd count'):
+        score_submission(path, tiny_root, prefix['img_path'], prefix['seg_map_path'])

@@ -89,7 +89,9 @@ class HandBoneDataset(BaseSegDataset):
         labeled = bool(self.data_prefix.get('seg_map_path'))
         anns = (self._find(Path(self.data_prefix['seg_map_path']), self.seg_map_suffix,
                            'annotation') if labeled else {})
-        for key in sorted(anns.keys() - images.keys()):
+        orphans = sorted(anns.keys() - images.keys())
+        if orphans:
+            key = orphans[0]
             raise AnnotationError(f'{anns[key]}: annotation has no image '
                                   f'{key}{self.img_suffix} under {self.data_prefix["img_path"]}')
 

@@ -8,7 +8,7 @@ from ..classes import CLASSES
 from ..datasets.handbone import HandBoneDataset
 from ..functional.labels import rasterize_polygons, unpack_labels
 from ..functional.metrics import DICE_EPS, dice_counts, mean_dice
-from ..functional.rle import SubmissionError, iter_submission, rle_decode
+from ..functional.rle import SubmissionError, decode_image, iter_submission
 
 
 def score_submission(submission: str | Path, data_root: str | Path, img_dir: str,
@@ -36,13 +36,10 @@ def score_submission(submission: str | Path, data_root: str | Path, img_dir: str
         if info is None:
             raise SubmissionError(f'{submission}: image {name} is not among the labeled '
                                   f'images under {Path(data_root) / img_dir}')
-        height, width = info['ori_shape']
+        shape = info['ori_shape']
         gt, _ = unpack_labels(torch.from_numpy(
-            rasterize_polygons(info['polygons'], (height, width))), len(CLASSES))
-        try:
-            pred = np.stack([rle_decode(rle, (height, width)) for rle in rles])
-        except ValueError as e:
-            raise SubmissionError(f'{submission}: {name}: {e}') from None
+            rasterize_polygons(info['polygons'], shape)), len(CLASSES))
+        pred = decode_image(submission, name, rles, shape)
         counts.append(dice_counts(torch.from_numpy(pred), gt).numpy())
     if labels:
         missing = ', '.join(sorted(labels)[:5])

@@ -179,14 +179,24 @@ def iter_submission(path: str | Path, classes: tuple[str, ...] = CLASSES
                                   f'{len(classes)} rows')
 
 
+def decode_image(path: str | Path, image: str, rles: list[str], shape: tuple[int, int],
+                 classes: tuple[str, ...] = CLASSES) -> np.ndarray:
+    """Decode one image's rows into (C, H, W) bool masks.
+
+    Raises:
+        SubmissionError: a malformed RLE; names the file, the image and the class.
+    """
+    masks = np.empty((len(classes), *shape), np.bool_)
+    for c, rle in enumerate(rles):
+        try:
+            masks[c] = rle_decode(rle, shape)
+        except ValueError as e:
+            raise SubmissionError(f'{path}: {image}, {classes[c]}: {e}') from None
+    return masks
+
+
 def read_submission(path: str | Path, shape: tuple[int, int] = (2048, 2048),
                     classes: tuple[str, ...] = CLASSES) -> Iterator[tuple[str, np.ndarray]]:
     """Yield ``(image_name, masks)`` with masks a (C, H, W) bool array, one image at a time."""
     for image, rles in iter_submission(path, classes):
-        masks = np.empty((len(classes), *shape), np.bool_)
-        for c, rle in enumerate(rles):
-            try:
-                masks[c] = rle_decode(rle, shape)
-            except ValueError as e:
-                raise SubmissionError(f'{path}: {image}, {classes[c]}: {e}') from None
-        yield image, masks
+        yield image, decode_image(path, image, rles, shape, classes)
