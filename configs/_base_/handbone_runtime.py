@@ -3,9 +3,9 @@
 _base_ = ['mmseg::_base_/default_runtime.py']
 
 custom_imports = dict(imports=['handbone_mmseg'], allow_failed_imports=False)
-# The stock SegTTAModel averages softmax and takes the argmax: wrong for multi-label, so
-# no TTA model until a config names a multi-label one.
-tta_model = None
+# `tools/test.py --tta`: per-class sigmoid probabilities averaged over the dataset base's
+# tta_pipeline, then the segmentor's thresholds (the stock SegTTAModel takes a softmax argmax).
+tta_model = dict(type='MultiLabelTTAModel')
 
 max_iters = 40000
 val_interval = 2000

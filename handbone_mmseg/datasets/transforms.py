@@ -48,7 +48,9 @@ class LoadMultiLabelAnnotations(BaseTransform):
     def transform(self, results: dict) -> dict:
         if 'polygons' not in results:  # unlabeled image: one pipeline serves both splits
             return results
-        if results.get('flip'):
+        # Original-size ground truth lives in the original frame, where predictions are
+        # un-flipped and resized back to; training labels must move with the pixels.
+        if results.get('flip') and not self.at_original_size:
             raise ValueError('LoadMultiLabelAnnotations must come before flip, crop and '
                              'rotation in the pipeline; only resizes may precede it')
         ori_h, ori_w = results['ori_shape'][:2]

@@ -41,6 +41,21 @@ test_pipeline = [
     dict(type='LoadMultiLabelAnnotations', at_original_size=True),  # no-op when unlabeled
     dict(type='PackSegInputs'),
 ]
+# `tools/test.py --tta`: the whole-image scale times tta_ratios, each plain and mirrored
+# (6 passes). Ground truth, when present, stays in the original frame: predictions are
+# un-flipped and resized back before averaging. Configs that change test_scale redefine it.
+tta_ratios = [0.75, 1.0, 1.25]
+tta_pipeline = [
+    dict(type='LoadXrayFromFile'),
+    dict(type='TestTimeAug', transforms=[
+        [dict(type='Resize', scale=(int(test_scale[0] * r), int(test_scale[1] * r)),
+              keep_ratio=True) for r in tta_ratios],
+        [dict(type='RandomFlip', prob=0.0, direction='horizontal'),
+         dict(type='RandomFlip', prob=1.0, direction='horizontal')],
+        [dict(type='LoadMultiLabelAnnotations', at_original_size=True)],
+        [dict(type='PackSegInputs')],
+    ]),
+]
 
 labeled = dict(img_path='train/DCM', seg_map_path='train/outputs_json')
 train_dataloader = dict(
