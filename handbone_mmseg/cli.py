@@ -20,6 +20,15 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
 
 
+def add_label_args(parser: argparse.ArgumentParser, required: bool) -> None:
+    """``--data-root``, ``--img-dir``, ``--ann-dir``: where the ground truth of dumps is."""
+    parser.add_argument('--data-root', required=required,
+                        help='data folder with the labels of the dumped images')
+    parser.add_argument('--img-dir', default='train/DCM', help='images, under --data-root')
+    parser.add_argument('--ann-dir', default='train/outputs_json',
+                        help='polygon JSONs, under --data-root')
+
+
 # Config variables that the dataset base copies into the dataloaders at parse time; set on
 # the command line they would otherwise change nothing.
 DATASET_VARIABLES = ('data_root', 'n_folds', 'fold')
@@ -64,3 +73,21 @@ def prepare_launcher(cfg: Config) -> None:
     cfg.model_wrapper_cfg['device_ids'] = None
     if not torch.distributed.is_initialized():
         torch.distributed.init_process_group(backend='gloo')
+
+
+def check_checkpoint_classes(path: str, num_classes: int) -> None:
+    """Refuse a checkpoint whose classifiers have another number of classes.
+
+    mmengine loads such a checkpoint with only a warning about mismatched shapes and then
+    predicts from a randomly initialised classifier.
+    """
+    try:
+        checkpoint = torch.load(path, map_location='cpu', weights_only=True, mmap=True)
+    except Exception as e:  # torch raises many types for a file it cannot read
+        raise SystemExit(f'{path}: cannot read the checkpoint ({e})') from None
+    state = checkpoint.get('state_dict', checkpoint) if isinstance(checkpoint, dict) else {}
+    for key, value in state.items():
+        if key.endswith('conv_seg.weight') and value.shape[0] != num_classes:
+            raise SystemExit(f'{path}: {key} has {value.shape[0]} output classes, this '
+                             f'config predicts {num_classes}: a checkpoint of another '
+                             'dataset or class list')

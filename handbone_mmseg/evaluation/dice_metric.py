@@ -13,6 +13,7 @@ from prettytable import PrettyTable
 from ..fileio import atomic_open
 from ..functional.labels import unpack_labels
 from ..functional.metrics import DICE_EPS, dice_counts, dice_from_counts, mean_dice
+from ..functional.probs import LEVELS, save_probs, write_index
 from ..functional.rle import rle_encode, write_submission
 
 
@@ -28,6 +29,10 @@ class MultiLabelDiceMetric(BaseMetric):
         eps: the smoothing term of the Dice definition.
         output_dir: if set, ``submission.csv`` for every evaluated image is written there
             atomically, and with labels also ``dice_per_class.csv``.
+        prob_dir: if set, each image's probabilities are saved there as they come (see
+            ``handbone_mmseg.functional.probs``), with ``index.json`` at the end.
+        prob_dtype: ``'uint8'`` or ``'uint16'`` quantisation of the saved probabilities.
+        prob_scale: saved size as a fraction of the original, in (0, 1].
         collect_device: ``'cpu'`` or ``'gpu'``, for gathering results across ranks.
         prefix: prefix of the metric names in the logs.
     """
@@ -35,10 +40,19 @@ class MultiLabelDiceMetric(BaseMetric):
     default_prefix: Optional[str] = None
 
     def __init__(self, eps: float = DICE_EPS, output_dir: Optional[str] = None,
-                 collect_device: str = 'cpu', prefix: Optional[str] = None) -> None:
+                 prob_dir: Optional[str] = None, prob_dtype: str = 'uint8',
+                 prob_scale: float = 1.0, collect_device: str = 'cpu',
+                 prefix: Optional[str] = None) -> None:
         super().__init__(collect_device=collect_device, prefix=prefix)
+        if not 0 < prob_scale <= 1:
+            raise ValueError(f'prob_scale must lie in (0, 1], got {prob_scale}')
+        if prob_dtype not in LEVELS:
+            raise ValueError(f'prob_dtype must be one of {sorted(LEVELS)}, got {prob_dtype!r}')
         self.eps = eps
         self.output_dir = output_dir
+        self.prob_dir = prob_dir
+        self.prob_dtype = prob_dtype
+        self.prob_scale = prob_scale
 
     def process(self, data_batch: dict, data_samples: Sequence[dict]) -> None:
         """Reduce each prediction to per-class counts (and RLE strings when writing)."""
@@ -52,6 +66,10 @@ class MultiLabelDiceMetric(BaseMetric):
             if self.output_dir is not None:
                 masks = pred.cpu().numpy()
                 result['rles'] = [rle_encode(mask) for mask in masks]
+            if self.prob_dir is not None:  # written now: results must stay small
+                result['prob_entry'] = save_probs(self.prob_dir, result['name'],
+                                                  sample['seg_logits']['data'],
+                                                  self.prob_dtype, self.prob_scale)
             self.results.append(result)
 
     def compute_metrics(self, results: list[dict]) -> dict[str, float]:
@@ -74,6 +92,10 @@ class MultiLabelDiceMetric(BaseMetric):
             path = Path(self.output_dir) / 'submission.csv'
             count = write_submission(path, ((r['name'], r['rles']) for r in results), classes)
             logger.info(f'wrote {path} ({count} images x {len(classes)} classes)')
+        if self.prob_dir is not None:
+            path = write_index(self.prob_dir, classes, self.prob_dtype, self.prob_scale,
+                               ((r['name'], r['prob_entry']) for r in results))
+            logger.info(f'wrote {path} (probabilities of {len(results)} images)')
         return metrics
 
     def _write_dice_tables(self, classes: tuple[str, ...], per_class: np.ndarray,

@@ -11,6 +11,28 @@ from ..functional.metrics import DICE_EPS, dice_counts, mean_dice
 from ..functional.rle import SubmissionError, decode_image, iter_submission
 
 
+def load_labels(data_root: str | Path, img_dir: str, ann_dir: str) -> dict[str, dict]:
+    """The labeled images under ``data_root``, by file name (the submission's image_name).
+
+    Raises:
+        SubmissionError: two images share a file name, so rows could not tell them apart.
+    """
+    dataset = HandBoneDataset(data_root=str(data_root), pipeline=[], serialize_data=False,
+                              data_prefix=dict(img_path=img_dir, seg_map_path=ann_dir))
+    labels = {info['name']: info for info in dataset.data_list}
+    if len(labels) != len(dataset.data_list):
+        raise SubmissionError(f'{data_root}/{img_dir}: two images share a file name, so '
+                              'submission rows cannot name them apart')
+    return labels
+
+
+def gt_masks(info: dict) -> torch.Tensor:
+    """(C, H, W) bool ground truth of one ``load_labels`` entry at its original size."""
+    masks, _ = unpack_labels(torch.from_numpy(
+        rasterize_polygons(info['polygons'], info['ori_shape'])), len(CLASSES))
+    return masks
+
+
 def score_submission(submission: str | Path, data_root: str | Path, img_dir: str,
                      ann_dir: str, eps: float = DICE_EPS) -> tuple[np.ndarray, float, int]:
     """Dice of a submission against the labels of ``data_root/img_dir`` + ``ann_dir``.
@@ -24,23 +46,15 @@ def score_submission(submission: str | Path, data_root: str | Path, img_dir: str
     Raises:
         SubmissionError: malformed CSV, unknown or missing images; names file and image.
     """
-    dataset = HandBoneDataset(data_root=str(data_root), pipeline=[], serialize_data=False,
-                              data_prefix=dict(img_path=img_dir, seg_map_path=ann_dir))
-    labels = {info['name']: info for info in dataset.data_list}
-    if len(labels) != len(dataset.data_list):
-        raise SubmissionError(f'{data_root}/{img_dir}: two images share a file name, so '
-                              'submission rows cannot name them apart')
+    labels = load_labels(data_root, img_dir, ann_dir)
     counts = []
     for name, rles in iter_submission(submission):
         info = labels.pop(name, None)
         if info is None:
             raise SubmissionError(f'{submission}: image {name} is not among the labeled '
                                   f'images under {Path(data_root) / img_dir}')
-        shape = info['ori_shape']
-        gt, _ = unpack_labels(torch.from_numpy(
-            rasterize_polygons(info['polygons'], shape)), len(CLASSES))
-        pred = decode_image(submission, name, rles, shape)
-        counts.append(dice_counts(torch.from_numpy(pred), gt).numpy())
+        pred = decode_image(submission, name, rles, info['ori_shape'])
+        counts.append(dice_counts(torch.from_numpy(pred), gt_masks(info)).numpy())
     if labels:
         missing = ', '.join(sorted(labels)[:5])
         raise SubmissionError(f'{submission}: {len(labels)} labeled images have no rows '

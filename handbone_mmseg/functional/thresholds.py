@@ -1,0 +1,135 @@
+"""Per-class probability thresholds: their JSON file and the search for the best ones."""
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..classes import CLASSES
+from ..fileio import atomic_open
+from .metrics import DICE_EPS
+
+# 0.05, 0.06, ..., 0.95: finer steps move Dice by less than the noise of one fold.
+DEFAULT_GRID = tuple(round(0.05 + 0.01 * i, 2) for i in range(91))
+
+
+def check_thresholds(values: Sequence[float], classes: Sequence[str] = CLASSES,
+                     source: str = 'thresholds') -> np.ndarray:
+    """One threshold per class, each strictly between 0 and 1, as a float array.
+
+    Raises:
+        ValueError: wrong count or a value outside (0, 1); the message names ``source``.
+    """
+    values = np.asarray(values, dtype=np.float64).ravel()
+    if values.size != len(classes):
+        raise ValueError(f'{source}: {values.size} thresholds for {len(classes)} classes')
+    bad = np.flatnonzero(~((values > 0) & (values < 1)))
+    if bad.size:
+        raise ValueError(f'{source}: threshold of {classes[bad[0]]} is {values[bad[0]]}, '
+                         'thresholds must lie in (0, 1)')
+    return values
+
+
+def load_thresholds(path: str | Path, classes: Sequence[str] = CLASSES) -> np.ndarray:
+    """Read ``{"thresholds": {class: value, ...}}`` (every class, nothing else) in class order.
+
+    Raises:
+        ValueError: unreadable JSON, missing or unknown classes, values outside (0, 1).
+    """
+    path = Path(path)
+    try:
+        table = json.loads(path.read_text())['thresholds']
+        if not isinstance(table, dict):
+            raise TypeError('"thresholds" must map class names to values')
+    except (OSError, json.JSONDecodeError, KeyError, TypeError) as e:
+        raise ValueError(f'{path}: not a thresholds file ({e!r}); expected '
+                         '{"thresholds": {"finger-1": 0.5, ...}}') from None
+    missing = [c for c in classes if c not in table]
+    unknown = sorted(set(table) - set(classes))
+    if missing or unknown:
+        raise ValueError(f'{path}: thresholds missing for {missing[:3]}, unknown classes '
+                         f'{unknown[:3]}')
+    try:
+        return check_thresholds([float(table[c]) for c in classes], classes, str(path))
+    except (TypeError, ValueError) as e:
+        raise ValueError(str(e) if str(path) in str(e) else f'{path}: {e}') from None
+
+
+def save_thresholds(path: str | Path, thresholds: Sequence[float],
+                    classes: Sequence[str] = CLASSES, **extra: object) -> None:
+    """Write the thresholds JSON that ``load_thresholds`` reads, atomically; ``extra``
+    (e.g. the Dice before and after) is stored beside them."""
+    values = check_thresholds(thresholds, classes, str(path))
+    with atomic_open(path, 'w') as f:
+        json.dump(dict(thresholds={c: round(float(v), 6) for c, v in zip(classes, values)},
+                       **extra), f, indent=1)
+
+
+class ThresholdSearch:
+    """Per-class mean Dice at every candidate threshold, accumulated one image at a time.
+
+    Each image costs one pass over its probabilities, whatever the number of candidates:
+    pixels are binned by the candidate just below them, and suffix sums of the bins give
+    ``|P|`` and ``|P∩G|`` for every threshold at once (a prediction is ``prob > t``).
+
+    Args:
+        grid: increasing candidate thresholds in (0, 1).
+        num_classes: number of classes.
+        eps: the Dice smoothing term.
+    """
+
+    def __init__(self, grid: Sequence[float] = DEFAULT_GRID, num_classes: int = len(CLASSES),
+                 eps: float = DICE_EPS) -> None:
+        self.grid = torch.as_tensor(grid, dtype=torch.float32)
+        if self.grid.ndim != 1 or not len(self.grid) or (self.grid.diff() <= 0).any() or \
+                self.grid[0] <= 0 or self.grid[-1] >= 1:
+            raise ValueError(f'threshold grid must increase strictly inside (0, 1), got {grid}')
+        self.eps = eps
+        self.dice_sum = torch.zeros(num_classes, len(self.grid), dtype=torch.float64)
+        self.count = 0
+
+    def add(self, probs: Tensor, gt: Tensor) -> None:
+        """Add one image: (C, H, W) probabilities and (C, H, W) bool ground truth."""
+        if probs.shape != gt.shape or probs.shape[0] != self.dice_sum.shape[0]:
+            raise ValueError(f'probabilities {tuple(probs.shape)} and ground truth '
+                             f'{tuple(gt.shape)} must both be ({self.dice_sum.shape[0]}, H, W)')
+        bins = len(self.grid) + 1
+        for c in range(probs.shape[0]):
+            above = probs[c] > self.grid[0]  # pixels below every candidate never count
+            # bin j holds grid[j-1] < p <= grid[j], so p > grid[k] exactly for bins > k
+            index = torch.searchsorted(self.grid, probs[c][above])
+            pred = torch.bincount(index, minlength=bins).flip(0).cumsum(0).flip(0)[1:]
+            inter = torch.bincount(index[gt[c][above]], minlength=bins
+                                   ).flip(0).cumsum(0).flip(0)[1:]
+            total = gt[c].sum()
+            self.dice_sum[c] += ((2 * inter + self.eps) / (pred + total + self.eps)).double()
+        self.count += 1
+
+    def dice(self) -> np.ndarray:
+        """(C, T) mean Dice over the images added, per class and candidate."""
+        if not self.count:
+            raise ValueError('no images were added to the threshold search')
+        return (self.dice_sum / self.count).numpy()
+
+    def dice_at(self, thresholds: Sequence[float]) -> np.ndarray:
+        """(C,) mean Dice at one candidate per class (each must be on the grid)."""
+        grid = self.grid.tolist()
+        missing = [t for t in thresholds if not any(abs(t - g) < 1e-6 for g in grid)]
+        if missing:
+            raise ValueError(f'thresholds {missing[:3]} are not on the search grid')
+        cols = [min(range(len(grid)), key=lambda j: abs(grid[j] - t)) for t in thresholds]
+        return self.dice()[np.arange(len(cols)), cols]
+
+    def best(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per class the candidate with the highest mean Dice, and that Dice.
+
+        Ties (a plateau of equal Dice) go to the candidate nearest 0.5, the untuned default.
+        """
+        dice = self.dice()
+        grid = self.grid.numpy().astype(np.float64)
+        top = dice >= dice.max(1, keepdims=True) - 1e-12
+        distance = np.where(top, np.abs(grid - 0.5)[None], np.inf)
+        cols = distance.argmin(1)
+        return grid[cols], dice[np.arange(len(cols)), cols]

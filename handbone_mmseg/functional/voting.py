@@ -1,0 +1,65 @@
+"""Combining several models' per-class probabilities into one prediction.
+
+Each function takes an iterable, so a caller can load one model's probabilities at a time
+and memory holds one accumulator, not every model.
+"""
+from collections.abc import Iterable, Sequence
+
+import torch
+from torch import Tensor
+
+
+def _checked_weights(weights: Sequence[float]) -> list[float]:
+    weights = [float(w) for w in weights]
+    if not weights or any(not w > 0 for w in weights):
+        raise ValueError(f'weights must be positive, got {weights}')
+    return weights
+
+
+def _accumulate(arrays: Iterable[Tensor], weights: list[float]) -> Tensor:
+    total, count = None, 0
+    for count, array in enumerate(arrays, start=1):
+        if count > len(weights):
+            raise ValueError(f'more models than the {len(weights)} weights')
+        term = array.float() * weights[count - 1]
+        total = term if total is None else total.add_(term)
+    if count != len(weights):
+        raise ValueError(f'{len(weights)} weights for {count} models')
+    return total
+
+
+def soft_vote(probs: Iterable[Tensor], weights: Sequence[float]) -> Tensor:
+    """Weighted mean of (C, H, W) probabilities: ``sum(w_i * p_i) / sum(w_i)``."""
+    weights = _checked_weights(weights)
+    return _accumulate(probs, weights).div_(sum(weights))
+
+
+def hard_vote(masks: Iterable[Tensor], weights: Sequence[float],
+              vote_threshold: float = 0.5) -> Tensor:
+    """Pixels where the models voting yes hold at least ``vote_threshold`` of the weight.
+
+    With equal weights and ``vote_threshold=0.5``, 2 of 3 models or 1 of 2 models suffice;
+    ``vote_threshold=1`` asks for every model.
+    """
+    if not 0 < vote_threshold <= 1:
+        raise ValueError(f'vote threshold must lie in (0, 1], got {vote_threshold}')
+    weights = _checked_weights(weights)
+    share = _accumulate(masks, weights).div_(sum(weights))
+    return share >= vote_threshold - 1e-6  # 1e-6: 2/3 of the weight must count as 2/3
+
+
+def pick_per_class(probs: Iterable[Tensor], choice: Sequence[int]) -> Tensor:
+    """Class c's probabilities taken from model ``choice[c]``."""
+    out, seen = None, 0
+    choice = torch.as_tensor(choice)
+    for model, prob in enumerate(probs):
+        if out is None:
+            if len(choice) != prob.shape[0]:
+                raise ValueError(f'{len(choice)} choices for {prob.shape[0]} classes')
+            out = torch.empty_like(prob, dtype=torch.float32)
+        chosen = (choice == model).nonzero().flatten()
+        out[chosen] = prob[chosen].float()
+        seen += 1
+    if out is None or int(choice.min()) < 0 or int(choice.max()) >= seen:
+        raise ValueError(f'choices {choice.tolist()} name models outside 0..{seen - 1}')
+    return out

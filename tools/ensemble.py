@@ -1,0 +1,112 @@
+"""Ensemble probability dumps into a submission.
+
+``python tools/ensemble.py DUMP [DUMP ...] --out submission.csv [--weights W ...]
+[--method soft|hard|best] [--thresholds thresholds.json] [--data-root DIR]``
+
+DUMP folders come from ``tools/test.py ... --out DIR --save-probs`` (DIR/probs) of several
+models or folds. With ``--data-root`` (labeled images) it also prints and writes each
+model's and the ensemble's per-class Dice side by side. Image by image: memory does not
+grow with the number of images, and a failure leaves no partial CSV.
+"""
+import argparse
+import csv
+import os.path as osp
+import sys
+from pathlib import Path
+
+import numpy as np
+from prettytable import PrettyTable
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+from handbone_mmseg.classes import CLASSES  # noqa: E402
+from handbone_mmseg.cli import add_label_args  # noqa: E402
+from handbone_mmseg.evaluation import (METHODS, iter_ensemble, load_labels,  # noqa: E402
+                                       read_class_dice)
+from handbone_mmseg.fileio import atomic_open  # noqa: E402
+from handbone_mmseg.functional import (ProbDump, load_thresholds, mean_dice,  # noqa: E402
+                                       rle_encode, write_submission)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description='Ensemble hand-bone probability dumps')
+    parser.add_argument('dumps', nargs='+', help='probability dump folders (DIR/probs)')
+    parser.add_argument('--out', required=True, help='submission CSV to write')
+    parser.add_argument('--weights', nargs='+', type=float,
+                        help='one positive weight per dump (default equal)')
+    parser.add_argument('--method', choices=METHODS, default='soft',
+                        help='soft: weighted mean of probabilities (default); hard: '
+                        'weighted vote of thresholded masks; best: per class the model '
+                        'with the best validation Dice (--choose-on)')
+    parser.add_argument('--vote-threshold', type=float, default=0.5,
+                        help='hard: share of the weight that must vote yes (default 0.5)')
+    parser.add_argument('--choose-on', nargs='+', metavar='CSV',
+                        help='best: each dump\'s dice_per_class.csv from tools/test.py '
+                        '--split val --out, in the order of the dumps')
+    parser.add_argument('--thresholds', metavar='JSON',
+                        help='per-class thresholds (tools/tune_thresholds.py); default 0.5')
+    add_label_args(parser, required=False)
+    return parser.parse_args(argv)
+
+
+def setup(args: argparse.Namespace) -> dict:
+    """Open and check every input before anything is written."""
+    choice = None
+    if args.method == 'best':
+        if not args.choose_on or len(args.choose_on) != len(args.dumps):
+            raise ValueError(f'--method best needs --choose-on with one dice_per_class.csv '
+                             f'per dump ({len(args.dumps)})')
+        choice = np.stack([read_class_dice(p) for p in args.choose_on]).argmax(0).tolist()
+    elif args.choose_on:
+        raise ValueError('--choose-on applies to --method best only')
+    return dict(
+        dumps=[ProbDump(d) for d in args.dumps], weights=args.weights, method=args.method,
+        thresholds=None if args.thresholds is None else load_thresholds(args.thresholds),
+        vote_threshold=args.vote_threshold, choice=choice,
+        labels=None if args.data_root is None else load_labels(
+            args.data_root, args.img_dir, args.ann_dir))
+
+
+def write_dice_table(path: Path, names: list[str], counts: np.ndarray) -> PrettyTable:
+    """Per-class Dice of each model and the ensemble, as CSV at ``path``; returns a table."""
+    columns = [mean_dice(counts[:, m])[0] for m in range(counts.shape[1])]
+    table = PrettyTable(['Class', *names])
+    with atomic_open(path, 'w', newline='') as f:
+        writer = csv.writer(f, lineterminator='\n')
+        writer.writerow(['class', *names])
+        for c, name in enumerate([*CLASSES, 'mean']):
+            values = [col[c] if c < len(CLASSES) else col.mean() for col in columns]
+            writer.writerow([name, *(f'{v:.6f}' for v in values)])
+            table.add_row([name, *(f'{v:.4f}' for v in values)])
+    return table
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    counts: list[np.ndarray] = []
+
+    def rows():
+        for name, masks, image_counts in iter_ensemble(**inputs):
+            if image_counts is not None:
+                counts.append(image_counts)
+            yield name, [rle_encode(mask) for mask in masks.numpy()]
+
+    try:
+        inputs = setup(args)
+        images = write_submission(args.out, rows())
+    except ValueError as e:  # bad dumps, weights, thresholds, choices: named by file
+        raise SystemExit(f'{e}\n{args.out} was not written') from None
+    print(f'wrote {args.out} ({images} images x {len(CLASSES)} classes, method '
+          f'{args.method})')
+    if counts:
+        out = Path(args.out)
+        path = out.with_name(f'{out.stem}_dice.csv')
+        names = [f'model {i}' for i in range(len(args.dumps))] + ['ensemble']
+        table = write_dice_table(path, names, np.stack(counts))
+        for i, dump in enumerate(args.dumps):
+            print(f'model {i}: {dump}')
+        print(table.get_string())
+        print(f'wrote {path}')
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,71 @@
+"""Tune one threshold per class on validation probabilities.
+
+``python tools/tune_thresholds.py DUMP [DUMP ...] --data-root DIR --out thresholds.json``
+
+DUMP folders come from ``tools/test.py ... --split val --out DIR --save-probs`` (DIR/probs);
+several are soft-voted first (``--weights``), as ``tools/ensemble.py`` will. The JSON goes
+to ``tools/test.py --thresholds`` and ``tools/ensemble.py --thresholds``.
+"""
+import argparse
+import os.path as osp
+import sys
+
+from prettytable import PrettyTable
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+from handbone_mmseg.classes import CLASSES  # noqa: E402
+from handbone_mmseg.cli import add_label_args  # noqa: E402
+from handbone_mmseg.evaluation import load_labels, search_thresholds  # noqa: E402
+from handbone_mmseg.functional.probs import ProbDump  # noqa: E402
+from handbone_mmseg.functional.thresholds import save_thresholds  # noqa: E402
+
+BASELINE = 0.5
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description='Tune per-class thresholds for Dice')
+    parser.add_argument('dumps', nargs='+', help='probability dump folders (DIR/probs)')
+    parser.add_argument('--out', required=True, help='thresholds JSON to write')
+    parser.add_argument('--weights', nargs='+', type=float,
+                        help='soft-vote weights, one per dump (default equal)')
+    parser.add_argument('--grid', nargs=3, type=float, default=[0.05, 0.95, 0.01],
+                        metavar=('LOW', 'HIGH', 'STEP'), help='candidate thresholds '
+                        '(default 0.05 0.95 0.01; 0.5 is always tried)')
+    add_label_args(parser, required=True)
+    return parser.parse_args(argv)
+
+
+def make_grid(low: float, high: float, step: float) -> list[float]:
+    """``low, low + step, ..., high`` with 0.5 added, each rounded to 6 decimals."""
+    if not 0 < low <= high < 1 or step <= 0:
+        raise SystemExit(f'--grid needs 0 < LOW <= HIGH < 1 and STEP > 0, got {low} {high} '
+                         f'{step}')
+    count = int(round((high - low) / step)) + 1
+    return sorted({round(low + i * step, 6) for i in range(count)} | {BASELINE})
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    try:
+        dumps = [ProbDump(d) for d in args.dumps]
+        labels = load_labels(args.data_root, args.img_dir, args.ann_dir)
+        search = search_thresholds(dumps, labels, args.weights, make_grid(*args.grid))
+    except ValueError as e:  # dump, label and weight errors name their file
+        raise SystemExit(str(e)) from None
+    before = search.dice_at([BASELINE] * len(CLASSES))
+    thresholds, after = search.best()
+    table = PrettyTable(['Class', f'Dice @{BASELINE}', 'threshold', 'Dice', 'gain'])
+    for name, b, t, a in zip(CLASSES, before, thresholds, after):
+        table.add_row([name, f'{b:.4f}', f'{t:.2f}', f'{a:.4f}', f'{a - b:+.4f}'])
+    table.add_row(['mean', f'{before.mean():.4f}', '', f'{after.mean():.4f}',
+                   f'{after.mean() - before.mean():+.4f}'])
+    print(table.get_string())
+    save_thresholds(args.out, thresholds, dice_before=round(float(before.mean()), 6),
+                    dice_after=round(float(after.mean()), 6), images=search.count,
+                    dumps=[str(d) for d in args.dumps])
+    print(f'wrote {args.out} (tuned on {search.count} images; expect less gain on unseen '
+          'images)')
+
+
+if __name__ == '__main__':
+    main()
