@@ -97,15 +97,19 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f'{e}\n{args.out} was not written') from None
     print(f'wrote {args.out} ({images} images x {len(CLASSES)} classes, method '
           f'{args.method})')
-    if counts:
-        out = Path(args.out)
-        path = out.with_name(f'{out.stem}_dice.csv')
-        names = [f'model {i}' for i in range(len(args.dumps))] + ['ensemble']
-        table = write_dice_table(path, names, np.stack(counts))
-        for i, dump in enumerate(args.dumps):
-            print(f'model {i}: {dump}')
-        print(table.get_string())
-        print(f'wrote {path}')
+    out = Path(args.out)
+    path = out.with_name(f'{out.stem}_dice.csv')
+    if not counts:
+        if path.exists():  # a table from an earlier run would pass for this one's
+            path.unlink()
+            print(f'removed {path}: it described an earlier ensemble')
+        return
+    names = [f'model {i}' for i in range(len(args.dumps))] + ['ensemble']
+    table = write_dice_table(path, names, np.stack(counts))
+    for i, dump in enumerate(args.dumps):
+        print(f'model {i}: {dump}')
+    print(table.get_string())
+    print(f'wrote {path}')
 
 
 if __name__ == '__main__':

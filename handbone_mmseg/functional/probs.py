@@ -8,6 +8,8 @@ their input anyway), and each class keeps only the bounding box of its non-zero 
 bone fills about 1% of the frame, so files stay small and writing skips most of the zlib work.
 """
 import json
+import zipfile
+import zlib
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -31,7 +33,8 @@ def quantize(probs: np.ndarray | torch.Tensor, dtype: str = 'uint8') -> np.ndarr
     if dtype not in LEVELS:
         raise ValueError(f'probability dtype must be one of {sorted(LEVELS)}, got {dtype!r}')
     probs = torch.as_tensor(probs)
-    levels = (probs.float().clamp(0, 1) * LEVELS[dtype]).round_()
+    # in place after the first copy: at 2048x2048 each temporary is 486 MB
+    levels = probs.float().clamp(0, 1).mul_(LEVELS[dtype]).round_()
     if dtype == 'uint8':  # converted on the device: a quarter of the bytes to move
         return levels.to(torch.uint8).cpu().numpy()
     # through int32: torch has no uint16 arithmetic on every device
@@ -43,7 +46,9 @@ def dequantize(levels: np.ndarray) -> np.ndarray:
     name = np.dtype(levels.dtype).name
     if name not in LEVELS:
         raise ValueError(f'quantised probabilities must be {sorted(LEVELS)}, got {name}')
-    return levels.astype(np.float32) / LEVELS[name]
+    probs = levels.astype(np.float32)
+    probs /= LEVELS[name]  # in place: one full-size float array, not two
+    return probs
 
 
 def resize_probs(probs: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -94,7 +99,7 @@ def load_levels(path: str | Path) -> np.ndarray:
         with np.load(path) as data:
             shape, boxes = tuple(data['shape']), data['boxes']
             crops = [data[f'c{c}'] for c in range(shape[0])]
-    except (OSError, KeyError, ValueError, EOFError) as e:
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
         raise ProbDumpError(f'{path}: not a readable probability file ({e})') from None
     levels = np.zeros(shape, crops[0].dtype)
     for c, (y0, y1, x0, x1) in enumerate(boxes):
@@ -175,8 +180,12 @@ def check_compatible(dumps: Sequence[ProbDump], classes: Sequence[str]) -> None:
     first = dumps[0]
     for dump in dumps:
         if dump.classes != tuple(classes):
-            raise ProbDumpError(f'{dump.folder}: classes {list(dump.classes)[:3]}... differ '
-                                f'from the expected {len(classes)} classes {list(classes)[:3]}...')
+            at = next((i for i, (a, b) in enumerate(zip(dump.classes, classes)) if a != b),
+                      min(len(dump.classes), len(classes)))
+            raise ProbDumpError(
+                f'{dump.folder}: {len(dump.classes)} classes, expected {len(classes)}; class '
+                f'{at + 1} is {(list(dump.classes) + [None])[at]!r}, expected '
+                f'{(list(classes) + [None])[at]!r}')
     for dump in dumps[1:]:
         only_first = sorted(set(first.images) - set(dump.images))
         only_this = sorted(set(dump.images) - set(first.images))

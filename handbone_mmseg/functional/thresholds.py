@@ -104,7 +104,7 @@ class ThresholdSearch:
             inter = torch.bincount(index[gt[c][above]], minlength=bins
                                    ).flip(0).cumsum(0).flip(0)[1:]
             total = gt[c].sum()
-            self.dice_sum[c] += ((2 * inter + self.eps) / (pred + total + self.eps)).double()
+            self.dice_sum[c] += (2 * inter.double() + self.eps) / (pred.double() + total + self.eps)
         self.count += 1
 
     def dice(self) -> np.ndarray:

@@ -21,8 +21,10 @@ def _accumulate(arrays: Iterable[Tensor], weights: list[float]) -> Tensor:
     for count, array in enumerate(arrays, start=1):
         if count > len(weights):
             raise ValueError(f'more models than the {len(weights)} weights')
-        term = array.float() * weights[count - 1]
-        total = term if total is None else total.add_(term)
+        if total is None:
+            total = array.to(torch.float32, copy=True).mul_(weights[count - 1])
+        else:  # in place: memory holds the sum and one model's array, whatever the count
+            total.add_(array.to(torch.float32), alpha=weights[count - 1])
     if count != len(weights):
         raise ValueError(f'{len(weights)} weights for {count} models')
     return total
@@ -45,7 +47,7 @@ def hard_vote(masks: Iterable[Tensor], weights: Sequence[float],
         raise ValueError(f'vote threshold must lie in (0, 1], got {vote_threshold}')
     weights = _checked_weights(weights)
     share = _accumulate(masks, weights).div_(sum(weights))
-    return share >= vote_threshold - 1e-6  # 1e-6: 2/3 of the weight must count as 2/3
+    return share >= vote_threshold * (1 - 1e-6)  # so that 2 of 3 votes reach 2/3
 
 
 def pick_per_class(probs: Iterable[Tensor], choice: Sequence[int]) -> Tensor:

@@ -93,10 +93,11 @@ class MultiLabelMixin:
         else:
             metas = [s.metainfo for s in data_samples]
         for i, (sample, meta) in enumerate(zip(data_samples, metas)):
-            logits = seg_logits[i:i + 1]
-            if meta is not None:
-                logits = restore_to_original(logits, meta, self.align_corners)
-            prob = logits[0].sigmoid()
+            if meta is None:
+                prob = seg_logits[i].sigmoid()
+            else:  # a fresh full-size tensor: in place saves 486 MB at 2048x2048
+                prob = restore_to_original(seg_logits[i:i + 1], meta,
+                                           self.align_corners)[0].sigmoid_()
             sample.set_data({'seg_logits': PixelData(data=prob),
                              'pred_sem_seg': PixelData(data=prob > self.thresholds)})
         return data_samples
