@@ -8,6 +8,7 @@ from .compat import allow_mmengine_checkpoints
 from .datasets import *  # noqa: F401,F403
 from .evaluation import *  # noqa: F401,F403
 from .models import *  # noqa: F401,F403
+from .visualization import *  # noqa: F401,F403
 
 allow_mmengine_checkpoints()
 

@@ -17,7 +17,10 @@ def atomic_open(path: str | Path, mode: str = 'w', **kwargs) -> Iterator[IO]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
+    umask = os.umask(0)
+    os.umask(umask)
     try:
+        os.chmod(fd, 0o666 & ~umask)  # mkstemp's 0600 would hide outputs from other users
         with os.fdopen(fd, mode, **kwargs) as f:
             yield f
             f.flush()

@@ -1,5 +1,6 @@
 """The shared command-line handling of tools/train.py and tools/test.py."""
 import pytest
+import torch
 
 from conftest import ROOT, load_tool
 
@@ -29,7 +30,7 @@ def test_resume_and_amp_flags():
 
 def test_test_tool_switches_to_the_validation_fold(tmp_path):
     checkpoint = tmp_path / 'c.pth'
-    checkpoint.write_bytes(b'')
+    torch.save({'state_dict': {}}, checkpoint)
     test = load_tool('test')
     cfg = test.setup(test.parse_args([CONFIG, str(checkpoint), '--split', 'val', '--out',
                                       str(tmp_path / 'o')]))
@@ -38,9 +39,18 @@ def test_test_tool_switches_to_the_validation_fold(tmp_path):
     assert cfg.load_from == str(checkpoint)
 
 
-def test_tta_without_a_multilabel_tta_model_is_refused(tmp_path):
+def test_tta_without_a_tta_model_is_refused(tmp_path):
     checkpoint = tmp_path / 'c.pth'
-    checkpoint.write_bytes(b'')
+    torch.save({'state_dict': {}}, checkpoint)
     test = load_tool('test')
     with pytest.raises(SystemExit, match='--tta needs tta_model and tta_pipeline'):
-        test.setup(test.parse_args([CONFIG, str(checkpoint), '--tta']))
+        test.setup(test.parse_args([CONFIG, str(checkpoint), '--tta', '--cfg-options',
+                                    'tta_model=None']))
+
+
+def test_unreadable_checkpoint_is_named(tmp_path):
+    checkpoint = tmp_path / 'truncated.pth'
+    checkpoint.write_bytes(b'PK\x03\x04 not a checkpoint')
+    test = load_tool('test')
+    with pytest.raises(SystemExit, match='truncated.pth: cannot read the checkpoint'):
+        test.setup(test.parse_args([CONFIG, str(checkpoint)]))

@@ -2,7 +2,6 @@
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
@@ -119,3 +118,16 @@ def test_checkpoint_of_another_class_count_is_refused(runs, tmp_path):
 def test_save_probs_needs_out(runs):
     with pytest.raises(SystemExit, match='--save-probs needs --out'):
         tool('test').main([str(runs['config']), str(runs['checkpoints'][0]), '--save-probs'])
+
+
+def test_show_dir_writes_one_picture_per_image(runs, tmp_path):
+    import cv2
+    show = tmp_path / 'show'
+    tool('test').main([str(runs['config']), str(runs['checkpoints'][0]), '--split', 'val',
+                       '--show-dir', str(show), '--work-dir', str(tmp_path / 'logs'),
+                       '--cfg-options', *options(runs['data'])])
+    val = sorted(n.stem for n in ProbDump(predict(runs, 0, 'val') / 'probs').folder.glob('*.npz'))
+    pictures = sorted(p.stem for p in show.glob('*.png'))
+    assert pictures == val
+    height, width = cv2.imread(str(show / f'{pictures[0]}.png')).shape[:2]
+    assert width >= 3 * SIZE and height >= SIZE  # prediction | ground truth | errors

@@ -1,4 +1,4 @@
-"""The whole job on phantom data: data, training, validation, submission, score.
+"""The whole job on phantom data: data, training, validation, submission, score, report.
 
 ``make demo`` runs this. Each step is the command a user would type; a rerun reuses the
 phantom data and resumes training from the last checkpoint.
@@ -66,6 +66,10 @@ def main(argv: list[str] | None = None) -> None:
     print(f'=== check: {submission} is well-formed and names every test image')
     per_class, test_dice, n = score_submission(submission, data, 'test/DCM',
                                                'test_labels/outputs_json')
+    report_dir = work / 'test' / 'report'
+    run('report', ['tools/visualize.py', str(submission), '--data-root', str(data),
+                   '--img-dir', 'test/DCM', '--ann-dir', 'test_labels/outputs_json',
+                   '--out', str(report_dir)])
     with open(work / 'val' / 'dice_per_class.csv') as f:
         val_dice = float(next(r for r in csv.reader(f) if r[0] == 'mean')[1])
     worst = sorted(zip(per_class, range(len(per_class))))[:3]
@@ -75,6 +79,7 @@ def main(argv: list[str] | None = None) -> None:
           f'{data / "test_labels"}')
     print('weakest test classes   ' + ', '.join(f'{CLASSES[c]} {d:.3f}' for d, c in worst))
     print(f'submission             {submission}')
+    print(f'report                 {report_dir / "report.html"}  (open in a browser)')
     print(f'checkpoint             {checkpoint}')
     print(f'logs                   {work}')
 

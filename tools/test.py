@@ -18,6 +18,7 @@ from handbone_mmseg.cli import (add_common_args, check_checkpoint_classes,  # no
                                 load_config, prepare_launcher)
 from handbone_mmseg.functional.probs import LEVELS  # noqa: E402
 from handbone_mmseg.functional.thresholds import load_thresholds  # noqa: E402
+from handbone_mmseg.visualization import enable_show_dir  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -40,6 +41,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help='quantisation of the saved probabilities (uint8: error <= 0.002)')
     parser.add_argument('--prob-scale', type=float, default=1.0,
                         help='saved size as a fraction of the original, e.g. 0.5')
+    parser.add_argument('--show-dir', help='write one picture per image (overlays of the 29 '
+                        'bones; with labels also ground truth and an error map) into this dir')
     add_common_args(parser)
     return parser.parse_args(argv)
 
@@ -70,6 +73,8 @@ def setup(args: argparse.Namespace) -> Config:
         cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
         cfg.tta_model.module = cfg.model
         cfg.model = cfg.tta_model
+    if args.show_dir is not None:
+        enable_show_dir(cfg, args.show_dir)
     if args.out is not None:
         cfg.test_evaluator['output_dir'] = args.out
         if args.save_probs:

@@ -6,6 +6,11 @@ custom_imports = dict(imports=['handbone_mmseg'], allow_failed_imports=False)
 # `tools/test.py --tta`: per-class sigmoid probabilities averaged over the dataset base's
 # tta_pipeline, then the segmentor's thresholds (the stock SegTTAModel takes a softmax argmax).
 tta_model = dict(type='MultiLabelTTAModel')
+# Weights & Biases: `--cfg-options use_wandb=True` adds mmengine's WandbVisBackend to the
+# visualizer (handbone_mmseg.cli.load_config; the vis_backends list below is built when this
+# file is parsed). wandb_init_kwargs go to wandb.init; WANDB_MODE=offline keeps runs on disk.
+use_wandb = False
+wandb_init_kwargs = dict(project='handbone')
 
 max_iters = 40000
 val_interval = 2000
@@ -28,3 +33,7 @@ default_hooks = dict(
                     max_keep_ckpts=2, save_best='mDice', rule='greater'),
     sampler_seed=dict(type='DistSamplerSeedHook'),
     visualization=dict(type='SegVisualizationHook'))
+# Draws the (29, H, W) multi-label predictions (the stock one expects one label per pixel):
+# overlays that mix overlapping bones' colours, ground truth and an error map, side by side.
+# No fixed name: each runner then builds its own instance instead of reusing the first one.
+visualizer = dict(type='MultiLabelSegVisualizer', vis_backends=[dict(type='LocalVisBackend')])

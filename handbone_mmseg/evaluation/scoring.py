@@ -1,4 +1,5 @@
 """Score a submission CSV against polygon JSONs, one image at a time."""
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -11,14 +12,19 @@ from ..functional.metrics import DICE_EPS, dice_counts, mean_dice
 from ..functional.rle import SubmissionError, decode_image, iter_submission
 
 
-def load_labels(data_root: str | Path, img_dir: str, ann_dir: str) -> dict[str, dict]:
-    """The labeled images under ``data_root``, by file name (the submission's image_name).
+def load_labels(data_root: str | Path, img_dir: str,
+                ann_dir: str | None) -> dict[str, dict]:
+    """The images under ``data_root`` (labeled unless ``ann_dir`` is None), by file name
+    (the submission's image_name), checked as ``HandBoneDataset`` checks them for training.
 
     Raises:
         SubmissionError: two images share a file name, so rows could not tell them apart.
     """
+    prefix = dict(img_path=img_dir)
+    if ann_dir is not None:
+        prefix['seg_map_path'] = ann_dir
     dataset = HandBoneDataset(data_root=str(data_root), pipeline=[], serialize_data=False,
-                              data_prefix=dict(img_path=img_dir, seg_map_path=ann_dir))
+                              data_prefix=prefix)
     labels = {info['name']: info for info in dataset.data_list}
     if len(labels) != len(dataset.data_list):
         raise SubmissionError(f'{data_root}/{img_dir}: two images share a file name, so '
@@ -33,11 +39,34 @@ def gt_masks(info: dict) -> torch.Tensor:
     return masks
 
 
+def iter_dice_counts(submission: str | Path, labels: dict[str, dict]
+                     ) -> Iterator[tuple[str, np.ndarray]]:
+    """Yield ``(image name, (C, 3) Dice counts)`` per submission image, one at a time.
+
+    Every labeled image must appear in the submission exactly once and no other image may.
+
+    Raises:
+        SubmissionError: malformed CSV, unknown or missing images; names file and image.
+    """
+    remaining = set(labels)
+    for name, rles in iter_submission(submission):
+        info = labels.get(name)
+        if info is None:
+            raise SubmissionError(f'{submission}: image {name} is not among the labeled '
+                                  'images')
+        remaining.discard(name)
+        pred = decode_image(submission, name, rles, info['ori_shape'])
+        yield name, dice_counts(torch.from_numpy(pred), gt_masks(info)).numpy()
+    if remaining:
+        missing = ', '.join(sorted(remaining)[:5])
+        raise SubmissionError(f'{submission}: {len(remaining)} labeled images have no rows '
+                              f'(e.g. {missing})')
+
+
 def score_submission(submission: str | Path, data_root: str | Path, img_dir: str,
                      ann_dir: str, eps: float = DICE_EPS) -> tuple[np.ndarray, float, int]:
     """Dice of a submission against the labels of ``data_root/img_dir`` + ``ann_dir``.
 
-    Every labeled image must appear in the submission exactly once and no other image may.
     Memory stays at one image's masks however many images there are.
 
     Returns:
@@ -47,17 +76,6 @@ def score_submission(submission: str | Path, data_root: str | Path, img_dir: str
         SubmissionError: malformed CSV, unknown or missing images; names file and image.
     """
     labels = load_labels(data_root, img_dir, ann_dir)
-    counts = []
-    for name, rles in iter_submission(submission):
-        info = labels.pop(name, None)
-        if info is None:
-            raise SubmissionError(f'{submission}: image {name} is not among the labeled '
-                                  f'images under {Path(data_root) / img_dir}')
-        pred = decode_image(submission, name, rles, info['ori_shape'])
-        counts.append(dice_counts(torch.from_numpy(pred), gt_masks(info)).numpy())
-    if labels:
-        missing = ', '.join(sorted(labels)[:5])
-        raise SubmissionError(f'{submission}: {len(labels)} labeled images have no rows '
-                              f'(e.g. {missing})')
-    per_class, mean = mean_dice(np.stack(counts), eps)
+    counts = np.stack([c for _, c in iter_dice_counts(submission, labels)])
+    per_class, mean = mean_dice(counts, eps)
     return per_class, mean, len(counts)

@@ -22,8 +22,14 @@ def dice_counts(pred: Tensor, gt: Tensor, valid: Tensor | None = None) -> Tensor
                          f'{tuple(gt.shape)} differ in shape')
     if valid is not None:
         pred, gt = pred & valid, gt & valid
-    dims = (1, 2)
-    return torch.stack([(pred & gt).sum(dims), pred.sum(dims), gt.sum(dims)], 1).long()
+    if pred.device.type != 'cpu':
+        dims = (1, 2)
+        return torch.stack([(pred & gt).sum(dims), pred.sum(dims), gt.sum(dims)], 1).long()
+    # On the CPU torch sums bools as int64 pixel by pixel, ~10x slower than numpy's byte
+    # counting: seconds per 2048x2048 image in the metric, scoring and reports.
+    p, g = (x.reshape(x.shape[0], -1).numpy() for x in (pred, gt))
+    counts = [np.count_nonzero(a, axis=1) for a in (p & g, p, g)]
+    return torch.from_numpy(np.stack(counts, 1).astype(np.int64))
 
 
 def dice_from_counts(counts: np.ndarray | Tensor, eps: float = DICE_EPS) -> np.ndarray:
