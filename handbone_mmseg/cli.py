@@ -1,5 +1,6 @@
 """Command-line pieces shared by ``tools/train.py`` and ``tools/test.py`` (mmseg's shape)."""
 import argparse
+import atexit
 import os
 import os.path as osp
 
@@ -38,7 +39,8 @@ def load_config(args: argparse.Namespace) -> Config:
     """The config file with the command line applied; work dir defaults to the config name.
 
     ``--cfg-options data_root=DIR fold=K n_folds=N`` reach every dataloader's dataset that
-    has the key (the test split has no folds).
+    has the key (the test split has no folds); ``use_wandb=True`` and ``grayscale=True``
+    switch on W&B logging and one-channel input.
     """
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
     cfg = Config.fromfile(args.config)
@@ -52,11 +54,77 @@ def load_config(args: argparse.Namespace) -> Config:
                 dataset = cfg.get(loader, {}).get('dataset', {})
                 if key in dataset:
                     dataset[key] = args.cfg_options[key]
+    # Switches that rewrite parts the config file built when it was parsed; applied whether
+    # they come from the file or the command line.
+    if cfg.get('use_wandb'):
+        add_wandb_backend(cfg)
+    if cfg.get('grayscale'):
+        make_grayscale(cfg)
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir
     elif cfg.get('work_dir') is None:
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
     return cfg
+
+
+def add_wandb_backend(cfg: Config) -> None:
+    """Log to Weights & Biases as well, through mmengine's ``WandbVisBackend``.
+
+    ``wandb_init_kwargs`` (project, name, tags ...) go to ``wandb.init``.
+    """
+    backends = list(cfg.visualizer.get('vis_backends', []))
+    if not any(b['type'] == 'WandbVisBackend' for b in backends):
+        # a copy: the backend adds its save dir to the kwargs it is given
+        init_kwargs = dict(cfg.get('wandb_init_kwargs', {}))
+        cfg.visualizer.vis_backends = [
+            *backends, dict(type='WandbVisBackend', init_kwargs=init_kwargs)]
+
+
+# mmcv loads BGR; RGB2Gray leaves one float channel, exact for grey stored as 3 channels.
+GREY_TRANSFORM = dict(type='RGB2Gray', out_channels=1, weights=(0.114, 0.587, 0.299))
+LOADERS = ('LoadXrayFromFile', 'LoadImageFromFile')
+
+
+def _grey_pipeline(pipeline: list) -> list:
+    """The pipeline with grey (H, W) images instead of BGR ones.
+
+    The image is decoded grey, which costs nothing, except where ``PhotoMetricDistortion``
+    needs three channels (it goes through HSV): there it loads in colour and turns grey right
+    after that step, at crop size. (That is a training pipeline, whose batching resets the
+    (H, W, 1) ``img_shape`` that RGB2Gray leaves.)
+    """
+    types = [t['type'] for t in pipeline]
+    if 'RGB2Gray' in types:  # already grey, e.g. a config saved by a grey run
+        return pipeline
+    if 'PhotoMetricDistortion' in types:
+        after = types.index('PhotoMetricDistortion') + 1
+        return [*pipeline[:after], GREY_TRANSFORM, *pipeline[after:]]
+    return [dict(t, color_type='grayscale') if t['type'] in LOADERS else t for t in pipeline]
+
+
+def make_grayscale(cfg: Config) -> None:
+    """One-channel input for any of the configs: grey pipelines and a 1-channel stem.
+
+    The backbone's first convolution takes 1 channel (``in_channels=1``); ImageNet weights
+    have 3 there, so that one layer keeps its random initialisation (mmengine warns about
+    the shape mismatch) and every other layer loads.
+    """
+    for key in [k for k in cfg if k.endswith('_pipeline')]:
+        if isinstance(cfg[key], list):
+            cfg[key] = _grey_pipeline(cfg[key])
+    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        dataset = cfg.get(loader, {}).get('dataset', {})
+        if 'pipeline' in dataset:
+            dataset.pipeline = _grey_pipeline(dataset.pipeline)
+    cfg.model.backbone.in_channels = 1
+    preprocessor = cfg.model.data_preprocessor  # the RGB statistics averaged into one channel
+    preprocessor.update(mean=[sum(preprocessor.mean) / len(preprocessor.mean)],
+                        std=[sum(preprocessor.std) / len(preprocessor.std)], bgr_to_rgb=False)
+
+
+def _destroy_process_group() -> None:
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
 
 
 def prepare_launcher(cfg: Config) -> None:
@@ -65,7 +133,14 @@ def prepare_launcher(cfg: Config) -> None:
     mmengine's launcher calls ``torch.cuda.set_device`` and wraps the model with
     ``device_ids=[LOCAL_RANK]``, both of which fail on a CPU build; it skips its own set-up
     when a process group exists, so the group is created here first.
+
+    Any launcher: the process group is destroyed at exit, which mmengine never does. Left to
+    interpreter shutdown, gloo's threads can still hold tensors whose release needs the GIL
+    of a dying interpreter, and a rank that finished its work dies of SIGABRT
+    (pytorch/pytorch#179291).
     """
+    if cfg.launcher != 'none':
+        atexit.register(_destroy_process_group)
     if cfg.launcher != 'pytorch' or torch.cuda.is_available():
         return
     cfg.env_cfg.setdefault('dist_cfg', {})['backend'] = 'gloo'

@@ -9,6 +9,10 @@ train_scale = (1024, 1024)  # sources are resized around this before cropping
 crop_size = (1024, 1024)    # network input in training
 test_scale = (1024, 1024)   # whole-image inference scale
 seg_pad_val = 1 << 30       # the ignore bit (handbone_mmseg.classes.IGNORE_VALUE)
+# True: one grey input channel (images decoded grey, or turned grey after the photometric
+# step; the backbone's stem takes 1 channel, ImageNet weights load except that first conv);
+# handbone_mmseg.cli applies it to every pipeline and model.
+grayscale = False
 # BCE + Dice, the loss of the public recipes; any decode head takes these lists as its
 # loss_decode (model configs use {{_base_.multilabel_loss}}), auxiliary heads at 0.4.
 multilabel_loss = [
@@ -29,9 +33,10 @@ train_pipeline = [
     dict(type='RandomRotate', prob=0.5, degree=45, pad_val=0, seg_pad_val=seg_pad_val),
     dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=1.0),
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
-    # grey X-rays: brightness and contrast only
+    # grey X-rays: brightness and contrast only. Hue shifts leave grey pixels (saturation 0)
+    # as they are; hue_delta=0 would crash half the samples (numpy randint(0, 0)).
     dict(type='PhotoMetricDistortion', brightness_delta=24, contrast_range=(0.75, 1.25),
-         saturation_range=(1.0, 1.0), hue_delta=0),
+         saturation_range=(1.0, 1.0), hue_delta=1),
     dict(type='PackSegInputs'),
 ]
 # Ground truth stays at the original size: Dice is defined at 2048x2048.

@@ -1,0 +1,51 @@
+"""``use_wandb=True``: a short training logs its scalars to an offline Weights & Biases run."""
+import json
+from pathlib import Path
+
+import pytest
+import wandb
+
+from conftest import ROOT, load_tool
+from test_train_folds import options
+
+CONFIG = str(ROOT / 'configs' / 'tiny_cpu_handbone.py')
+
+
+@pytest.fixture
+def offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Runs stay on disk under tmp_path; wandb's settings, cache and staging too."""
+    monkeypatch.setenv('WANDB_MODE', 'offline')
+    for var in ('WANDB_DIR', 'WANDB_CONFIG_DIR', 'WANDB_CACHE_DIR', 'WANDB_DATA_DIR'):
+        monkeypatch.setenv(var, str(tmp_path / 'wandb-home'))
+    # mmengine's backend calls wandb's log_code(), which copies every .py file under the
+    # working directory: from the repo root that is the whole .venv.
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def train(data: Path, work: Path, *extra: str) -> None:
+    # A visualizer of its own: mmengine hands an existing visualizer of the same name (mmseg
+    # calls it 'visualizer') to every later runner of the process, backends and all.
+    load_tool('train').main([CONFIG, '--work-dir', str(work), '--cfg-options',
+                             *options(data), 'default_hooks.logger.interval=1',
+                             f'visualizer.name={work}', *extra])
+
+
+def test_switch_logs_scalars_to_an_offline_run(tiny_root, offline):
+    work = offline / 'work'
+    train(tiny_root, work, 'use_wandb=True', 'wandb_init_kwargs.name=fold0')
+    wandb.teardown()  # the wandb service writes the run file behind the run; this flushes it
+    runs = list(work.rglob('wandb/offline-run-*'))
+    assert len(runs) == 1
+    records = next(runs[0].glob('*.wandb')).read_bytes()
+    # every scalar of the local log (losses, lr, mDice ...) is in the run's history records
+    local = next(work.rglob('vis_data/scalars.json'))
+    keys = {k for line in local.read_text().splitlines() for k in json.loads(line)}
+    assert {'loss', 'decode.loss_dice', 'mDice'} <= keys
+    assert all(k.encode() in records for k in keys)
+    assert b'fold0' in records  # wandb_init_kwargs reach wandb.init
+
+
+def test_no_wandb_without_the_switch(tiny_root, offline):
+    train(tiny_root, offline / 'work')
+    assert not list(offline.rglob('wandb*'))
