@@ -28,9 +28,14 @@ def val_patients(work_dir: Path) -> set[str]:
 
 
 def test_every_fold_trains_in_its_own_dir_on_its_own_split(tiny_root, tmp_path):
-    base = tmp_path / 'work'
-    load_tool('train_folds').main([CONFIG, '--work-dir', str(base),
-                                   '--cfg-options', *options(tiny_root)])
+    base, config = tmp_path / 'work', [CONFIG, '--work-dir', str(tmp_path / 'work')]
+    train_folds = load_tool('train_folds')
+    train_folds.main([*config, '--folds', '0', '--cfg-options', *options(tiny_root)])
+    # an interrupted run goes on: fold 0 resumes its finished training, fold 1 starts
+    train_folds.main([*config, '--resume', '--cfg-options', *options(tiny_root)])
+    logs = sorted((base / 'fold0').glob('*/*.log'))
+    assert len(logs) == 2 and 'resumed epoch: 0, iter: 2' in logs[-1].read_text()
+    assert 'Iter(train)' not in logs[-1].read_text()
     for k in (0, 1):
         assert (base / f'fold{k}' / 'iter_2.pth').is_file()
         assert list((base / f'fold{k}').glob('best_mDice_iter_2.pth'))

@@ -59,12 +59,12 @@ def main(argv: list[str] | None = None) -> None:
     base = args.work_dir or cfg.get('work_dir') or osp.join(
         './work_dirs', osp.splitext(osp.basename(args.config))[0])
 
-    for k in folds:
+    for i, k in enumerate(folds, 1):
         work_dir = osp.join(base, f'fold{k}')
         cmd = [sys.executable, TRAIN, args.config, '--work-dir', work_dir,
                *(['--resume'] if args.resume else []), *train_args,
                '--cfg-options', *args.cfg_options, f'fold={k}']
-        print(f'=== fold {k} ({len(folds)} to train): {" ".join(cmd)}', flush=True)
+        print(f'=== fold {k} ({i} of {len(folds)}): {" ".join(cmd)}', flush=True)
         status = subprocess.run(cmd).returncode
         if status != 0:
             raise SystemExit(f'fold {k} failed (exit status {status}); its logs are in '
