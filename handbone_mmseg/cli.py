@@ -21,6 +21,13 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
 
 
+def add_dump_args(parser: argparse.ArgumentParser) -> None:
+    """The probability dump folders and their soft-vote ``--weights``."""
+    parser.add_argument('dumps', nargs='+', help='probability dump folders (DIR/probs)')
+    parser.add_argument('--weights', nargs='+', type=float,
+                        help='one positive weight per dump (default equal)')
+
+
 def add_label_args(parser: argparse.ArgumentParser, required: bool) -> None:
     """``--data-root``, ``--img-dir``, ``--ann-dir``: where the ground truth of dumps is."""
     parser.add_argument('--data-root', required=required,

@@ -19,7 +19,7 @@ from prettytable import PrettyTable
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 from handbone_mmseg.classes import CLASSES  # noqa: E402
-from handbone_mmseg.cli import add_label_args  # noqa: E402
+from handbone_mmseg.cli import add_dump_args, add_label_args  # noqa: E402
 from handbone_mmseg.evaluation import (METHODS, iter_ensemble, load_labels,  # noqa: E402
                                        read_class_dice)
 from handbone_mmseg.fileio import atomic_open  # noqa: E402
@@ -29,10 +29,8 @@ from handbone_mmseg.functional import (ProbDump, load_thresholds, mean_dice,  # 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description='Ensemble hand-bone probability dumps')
-    parser.add_argument('dumps', nargs='+', help='probability dump folders (DIR/probs)')
+    add_dump_args(parser)
     parser.add_argument('--out', required=True, help='submission CSV to write')
-    parser.add_argument('--weights', nargs='+', type=float,
-                        help='one positive weight per dump (default equal)')
     parser.add_argument('--method', choices=METHODS, default='soft',
                         help='soft: weighted mean of probabilities (default); hard: '
                         'weighted vote of thresholded masks; best: per class the model '

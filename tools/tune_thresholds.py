@@ -14,7 +14,7 @@ from prettytable import PrettyTable
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 from handbone_mmseg.classes import CLASSES  # noqa: E402
-from handbone_mmseg.cli import add_label_args  # noqa: E402
+from handbone_mmseg.cli import add_dump_args, add_label_args  # noqa: E402
 from handbone_mmseg.evaluation import load_labels, search_thresholds  # noqa: E402
 from handbone_mmseg.functional.probs import ProbDump  # noqa: E402
 from handbone_mmseg.functional.thresholds import save_thresholds  # noqa: E402
@@ -24,10 +24,8 @@ BASELINE = 0.5
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description='Tune per-class thresholds for Dice')
-    parser.add_argument('dumps', nargs='+', help='probability dump folders (DIR/probs)')
+    add_dump_args(parser)
     parser.add_argument('--out', required=True, help='thresholds JSON to write')
-    parser.add_argument('--weights', nargs='+', type=float,
-                        help='soft-vote weights, one per dump (default equal)')
     parser.add_argument('--grid', nargs=3, type=float, default=[0.05, 0.95, 0.01],
                         metavar=('LOW', 'HIGH', 'STEP'), help='candidate thresholds '
                         '(default 0.05 0.95 0.01; 0.5 is always tried)')
