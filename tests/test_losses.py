@@ -78,3 +78,52 @@ def test_gradients_flow_and_name():
 def test_rejects_unpacked_targets():
     with pytest.raises(ValueError, match='bit-packed integer labels'):
         MultiLabelBCELoss()(torch.zeros(1, 2, 2, 2), torch.zeros(1, 2, 2, 2))
+
+
+def test_sampler_weight_scales_pixels_and_combines_with_padding():
+    label = packed([1, 0, 1, IGNORE_VALUE])
+    logits = torch.tensor([[[[2.0, 1.0, -3.0, 9.0]]]])
+    weight = torch.tensor([[[1.0, 1.0, 0.0, 1.0]]])  # a pixel sampler dropping pixel 2
+    ref_label, ref_logits = packed([1, 0]), logits[..., :2]
+    for loss in (MultiLabelBCELoss(), MultiLabelDiceLoss(), MultiLabelIoULoss()):
+        assert loss(logits, label, weight=weight).item() == \
+            pytest.approx(loss(ref_logits, ref_label).item())
+    # BCE averages over the weight: pixel 0 at weight 3 counts three times
+    weighted = MultiLabelBCELoss()(logits[..., :2], ref_label, weight=torch.tensor([[[3.0, 1.0]]]))
+    expected = (3 * math.log1p(math.exp(-2.0)) + math.log1p(math.exp(1.0))) / 4
+    assert weighted.item() == pytest.approx(expected)
+
+
+def test_losses_of_one_head_unpack_its_label_once(monkeypatch):
+    from handbone_mmseg.models import losses as module
+    calls = []
+    real = module.unpack_labels
+    monkeypatch.setattr(module, 'unpack_labels', lambda *a: calls.append(1) or real(*a))
+    label, logits = packed([1, 3, 0], [2, 2, 1]), torch.zeros(1, 2, 2, 3)
+    MultiLabelBCELoss()(logits, label)
+    MultiLabelDiceLoss()(logits, label)  # the decode head passes the same label tensor
+    assert len(calls) == 1
+    MultiLabelDiceLoss()(logits, label.clone())  # another label: unpacked afresh
+    assert len(calls) == 2
+
+
+def test_label_changed_in_place_is_unpacked_again():
+    label = packed([1, 1], [1, 1])
+    logits = torch.zeros(1, 1, 2, 2)
+    dice = MultiLabelDiceLoss()
+    assert dice(logits, label).item() == pytest.approx(1 - 5 / 7)
+    label[0, 0, 0] = IGNORE_VALUE  # the reused targets would still count this pixel
+    # 3 valid pixels, all positive at p = 0.5: (2 * 1.5 + 1) / (1.5 + 3 + 1)
+    assert dice(logits, label).item() == pytest.approx(1 - 4 / 5.5)
+
+
+def test_half_precision_logits_give_the_float32_losses():
+    torch.manual_seed(0)
+    label = torch.randint(0, 1 << 3, (2, 8, 8))
+    label[:, :, -2:] = IGNORE_VALUE
+    logits = torch.randn(2, 3, 8, 8) * 4
+    for loss in (MultiLabelBCELoss(), MultiLabelDiceLoss()):
+        half = loss(logits.bfloat16(), label)
+        assert half.dtype == torch.float32
+        assert half.item() == pytest.approx(loss(logits.bfloat16().float(), label).item(),
+                                            rel=1e-6)

@@ -36,15 +36,33 @@ class _MultiLabelLoss(nn.Module):
         if seg_label.dim() != 3 or seg_label.dtype.is_floating_point:
             raise ValueError('multi-label losses expect bit-packed integer labels (N, H, W), '
                              f'got {tuple(seg_label.shape)} {seg_label.dtype}')
-        target, valid = unpack_labels(seg_label, seg_logits.shape[1])
+        target, valid = _unpack_once(seg_label, seg_logits.shape[1])
         if weight is not None:  # a pixel sampler's weights (N, H, W)
-            valid = valid * weight.unsqueeze(1)
+            weight = weight.unsqueeze(1).to(seg_logits.dtype)
+            valid = weight if valid is None else valid * weight
         return self.loss_weight * self._loss(seg_logits, target, valid)
 
     @property
     def loss_name(self) -> str:
         """The key in the loss dict; mmengine sums every key that contains ``loss``."""
         return self._loss_name
+
+
+def _unpack_once(seg_label: Tensor, num_classes: int) -> tuple[Tensor, Optional[Tensor]]:
+    """Bool targets (N, C, H, W) and a float valid mask (N, 1, H, W), or None without padding.
+
+    A decode head passes the same label tensor to each of its losses (BCE, then Dice), so the
+    unpacked targets are kept on that tensor and the next loss reuses them; they go with it.
+    """
+    key = (num_classes, seg_label._version)
+    cached = getattr(seg_label, '_handbone_unpacked', None)
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    target, valid = unpack_labels(seg_label, num_classes)
+    # Crops inside the image have no padding: skip masking every full-size map by ones.
+    unpacked = (target, None if bool(valid.all()) else valid.float())
+    seg_label._handbone_unpacked = (key, unpacked)
+    return unpacked
 
 
 def _as_tensor(values: Optional[Sequence[float]]) -> Optional[Tensor]:
