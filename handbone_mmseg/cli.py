@@ -77,14 +77,15 @@ def load_config(args: argparse.Namespace) -> Config:
 def add_wandb_backend(cfg: Config) -> None:
     """Log to Weights & Biases as well, through mmengine's ``WandbVisBackend``.
 
-    ``wandb_init_kwargs`` (project, name, tags ...) go to ``wandb.init``.
+    ``wandb_init_kwargs`` (project, name, tags ...) go to ``wandb.init``. The subclass
+    ``HandBoneWandbVisBackend`` uploads the package's code instead of the working directory.
     """
     backends = list(cfg.visualizer.get('vis_backends', []))
-    if not any(b['type'] == 'WandbVisBackend' for b in backends):
+    if not any(b['type'].endswith('WandbVisBackend') for b in backends):
         # a copy: the backend adds its save dir to the kwargs it is given
         init_kwargs = dict(cfg.get('wandb_init_kwargs', {}))
         cfg.visualizer.vis_backends = [
-            *backends, dict(type='WandbVisBackend', init_kwargs=init_kwargs)]
+            *backends, dict(type='HandBoneWandbVisBackend', init_kwargs=init_kwargs)]
 
 
 # mmcv loads BGR; RGB2Gray leaves one float channel, exact for grey stored as 3 channels.

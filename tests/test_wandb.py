@@ -17,16 +17,17 @@ def offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv('WANDB_MODE', 'offline')
     for var in ('WANDB_DIR', 'WANDB_CONFIG_DIR', 'WANDB_CACHE_DIR', 'WANDB_DATA_DIR'):
         monkeypatch.setenv(var, str(tmp_path / 'wandb-home'))
-    # mmengine's backend calls wandb's log_code(), which copies every .py file under the
-    # working directory: from the repo root that is the whole .venv.
+    # Started where other code lies: the stock backend would upload it (from a checkout, the
+    # whole .venv); the run's code artifact must hold the package only.
+    (tmp_path / 'unrelated_script.py').write_text('print("not handbone")\n')
     monkeypatch.chdir(tmp_path)
     return tmp_path
 
 
-def train(data: Path, work: Path, *extra: str) -> None:
+def train(data: Path, work: Path, *extra: str, config: str = CONFIG) -> None:
     # A visualizer of its own: mmengine hands an existing visualizer of the same name (mmseg
     # calls it 'visualizer') to every later runner of the process, backends and all.
-    load_tool('train').main([CONFIG, '--work-dir', str(work), '--cfg-options',
+    load_tool('train').main([config, '--work-dir', str(work), '--cfg-options',
                              *options(data), 'default_hooks.logger.interval=1',
                              f'visualizer.name={work}', *extra])
 
@@ -44,6 +45,29 @@ def test_switch_logs_scalars_to_an_offline_run(tiny_root, offline):
     assert {'loss', 'decode.loss_dice', 'mDice'} <= keys
     assert all(k.encode() in records for k in keys)
     assert b'fold0' in records  # wandb_init_kwargs reach wandb.init
+
+
+def test_code_artifact_holds_the_package_only(tiny_root, offline):
+    work = offline / 'work'
+    train(tiny_root, work, 'use_wandb=True')
+    wandb.teardown()
+    staged = {p.name for p in (offline / 'wandb-home').rglob('*.py')}
+    records = next(work.rglob('wandb/offline-run-*/*.wandb')).read_bytes()
+    # the artifact's manifest names each file by its path inside the package
+    assert b'functional/losses.py' in records and b'models/segmentors.py' in records
+    assert b'unrelated_script.py' not in records and 'unrelated_script.py' not in staged
+
+
+def test_code_logging_can_be_switched_off(tiny_root, offline):
+    config = offline / 'no_code.py'  # the backend named in a config, as users would
+    config.write_text(f"_base_ = ['{CONFIG}']\n"
+                      "visualizer = dict(vis_backends=[dict(type='LocalVisBackend'), "
+                      "dict(type='HandBoneWandbVisBackend', log_code=False)])\n")
+    work = offline / 'work'
+    train(tiny_root, work, 'use_wandb=True', config=str(config))
+    wandb.teardown()
+    records = next(work.rglob('wandb/offline-run-*/*.wandb')).read_bytes()
+    assert b'loss_dice' in records and b'functional/losses.py' not in records
 
 
 def test_no_wandb_without_the_switch(tiny_root, offline):

@@ -6,7 +6,8 @@ custom_imports = dict(imports=['handbone_mmseg'], allow_failed_imports=False)
 # `tools/test.py --tta`: per-class sigmoid probabilities averaged over the dataset base's
 # tta_pipeline, then the segmentor's thresholds (the stock SegTTAModel takes a softmax argmax).
 tta_model = dict(type='MultiLabelTTAModel')
-# Weights & Biases: `--cfg-options use_wandb=True` adds mmengine's WandbVisBackend to the
+# Weights & Biases: `--cfg-options use_wandb=True` adds HandBoneWandbVisBackend (mmengine's
+# WandbVisBackend, uploading the package's code rather than the working directory's) to the
 # visualizer (handbone_mmseg.cli.load_config; the vis_backends list below is built when this
 # file is parsed). wandb_init_kwargs go to wandb.init; WANDB_MODE=offline keeps runs on disk.
 use_wandb = False
