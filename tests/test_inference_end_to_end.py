@@ -115,6 +115,26 @@ def test_checkpoint_of_another_class_count_is_refused(runs, tmp_path):
         tool('test').main([str(runs['config']), str(path)])
 
 
+def test_checkpoint_of_a_colour_model_tested_grey_is_refused(runs, tmp_path):
+    # mmengine would load every other layer and keep a random 1-channel stem
+    with pytest.raises(SystemExit, match=r'iter_6.pth: backbone\..* has shape \(\d+, 3, '
+                       r'.*takes 3-channel input and the model 1: .*\(grayscale=False\)'):
+        tool('test').main([str(runs['config']), str(runs['checkpoints'][0]), '--tta',
+                           '--work-dir', str(tmp_path), '--cfg-options', *options(runs['data']),
+                           'grayscale=True'])
+
+
+def test_checkpoint_missing_weights_is_refused(runs, tmp_path):
+    state = torch.load(runs['checkpoints'][0], map_location='cpu', weights_only=True)
+    del state['state_dict']['decode_head.conv_seg.bias']
+    path = tmp_path / 'other_head.pth'
+    torch.save(state, path)
+    with pytest.raises(SystemExit, match=r'other_head.pth: no decode_head.conv_seg.bias \(and '
+                       r'0 more of the model\'s \d+ tensors\): a checkpoint of another model'):
+        tool('test').main([str(runs['config']), str(path), '--work-dir', str(tmp_path),
+                           '--cfg-options', *options(runs['data'])])
+
+
 def test_save_probs_needs_out(runs):
     with pytest.raises(SystemExit, match='--save-probs needs --out'):
         tool('test').main([str(runs['config']), str(runs['checkpoints'][0]), '--save-probs'])

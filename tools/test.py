@@ -15,7 +15,7 @@ from mmengine.runner import Runner
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 from handbone_mmseg.classes import NUM_CLASSES  # noqa: E402  (importing registers the plugin)
 from handbone_mmseg.cli import (add_common_args, check_checkpoint_classes,  # noqa: E402
-                                load_config, prepare_launcher)
+                                check_checkpoint_fits, load_config, prepare_launcher)
 from handbone_mmseg.functional.probs import LEVELS  # noqa: E402
 from handbone_mmseg.functional.thresholds import load_thresholds  # noqa: E402
 from handbone_mmseg.visualization import enable_show_dir  # noqa: E402
@@ -86,7 +86,9 @@ def setup(args: argparse.Namespace) -> Config:
 def main(argv: list[str] | None = None) -> None:
     cfg = setup(parse_args(argv))
     prepare_launcher(cfg)
-    Runner.from_cfg(cfg).test()
+    runner = Runner.from_cfg(cfg)
+    check_checkpoint_fits(cfg.load_from, runner.model)
+    runner.test()
 
 
 if __name__ == '__main__':
