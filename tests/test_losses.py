@@ -127,3 +127,11 @@ def test_half_precision_logits_give_the_float32_losses():
         assert half.dtype == torch.float32
         assert half.item() == pytest.approx(loss(logits.bfloat16().float(), label).item(),
                                             rel=1e-6)
+
+
+def test_sampler_weight_with_half_precision_logits_does_not_overflow():
+    # 90,000 weighted pixels: a float16 weight sum would overflow (max 65,504) to inf
+    label = torch.zeros(1, 300, 300, dtype=torch.int64)
+    logits = torch.zeros(1, 1, 300, 300, dtype=torch.float16)
+    weight = torch.ones(1, 300, 300, dtype=torch.float16)
+    assert MultiLabelBCELoss()(logits, label, weight=weight).item() == pytest.approx(math.log(2))

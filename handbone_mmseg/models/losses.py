@@ -38,7 +38,7 @@ class _MultiLabelLoss(nn.Module):
                              f'got {tuple(seg_label.shape)} {seg_label.dtype}')
         target, valid = _unpack_once(seg_label, seg_logits.shape[1])
         if weight is not None:  # a pixel sampler's weights (N, H, W)
-            weight = weight.unsqueeze(1).to(seg_logits.dtype)
+            weight = weight.unsqueeze(1).float()  # float32 sums, like the valid mask
             valid = weight if valid is None else valid * weight
         return self.loss_weight * self._loss(seg_logits, target, valid)
 
