@@ -3,6 +3,7 @@ import argparse
 import atexit
 import os
 import os.path as osp
+import sys
 
 import torch
 from mmengine.config import Config, DictAction
@@ -140,12 +141,8 @@ def prepare_launcher(cfg: Config) -> None:
 
     mmengine's launcher calls ``torch.cuda.set_device`` and wraps the model with
     ``device_ids=[LOCAL_RANK]``, both of which fail on a CPU build; it skips its own set-up
-    when a process group exists, so the group is created here first.
-
-    Any launcher: the process group is destroyed at exit, which mmengine never does. Left to
-    interpreter shutdown, gloo's threads can still hold tensors whose release needs the GIL
-    of a dying interpreter, and a rank that finished its work dies of SIGABRT
-    (pytorch/pytorch#179291).
+    when a process group exists, so the group is created here first. Any launcher: the
+    process group is destroyed at exit, which mmengine never does (see ``exit_if_distributed``).
     """
     if cfg.launcher != 'none':
         atexit.register(_destroy_process_group)
@@ -156,6 +153,27 @@ def prepare_launcher(cfg: Config) -> None:
     cfg.model_wrapper_cfg['device_ids'] = None
     if not torch.distributed.is_initialized():
         torch.distributed.init_process_group(backend='gloo')
+
+
+def exit_if_distributed() -> None:
+    """End a finished distributed process here: exit handlers, then ``os._exit(0)``.
+
+    A gloo worker thread releases a finished collective's tensors after the caller has moved
+    on, and that release takes the GIL. When it falls into interpreter finalisation, the thread
+    is unwound through a noexcept destructor and a rank that has done all its work dies of
+    SIGABRT (about 1 two-rank CPU run in 15 here; the core shows ``~AsyncBroadcastWork`` in
+    ``ProcessGroupGloo::runLoop`` while the main thread is in ``Py_FinalizeEx``; see
+    pytorch/pytorch#179291). ``destroy_process_group`` cannot stop those threads while DDP
+    still holds the group, so a distributed run skips finalisation instead. Logging,
+    mmengine's visualisers (closed in ``after_run``) and the group are closed first.
+    Single-process runs return and exit as usual.
+    """
+    if not torch.distributed.is_initialized():
+        return
+    atexit._run_exitfuncs()  # what interpreter exit would run: logging.shutdown, the group
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def _checkpoint_state(path: str) -> dict[str, torch.Tensor]:

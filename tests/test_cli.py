@@ -1,4 +1,8 @@
 """The shared command-line handling of tools/train.py and tools/test.py."""
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -54,3 +58,36 @@ def test_unreadable_checkpoint_is_named(tmp_path):
     test = load_tool('test')
     with pytest.raises(SystemExit, match='truncated.pth: cannot read the checkpoint'):
         test.setup(test.parse_args([CONFIG, str(checkpoint)]))
+
+
+EXIT_SCRIPT = '''
+import atexit, sys
+import torch.distributed as dist
+from handbone_mmseg.cli import exit_if_distributed
+out = open(sys.argv[1], 'w')
+out.write('written')  # buffered: lost unless the exit handler below closes the file
+atexit.register(out.close)
+if sys.argv[2] == 'dist':
+    dist.init_process_group('gloo', init_method='tcp://127.0.0.1:' + sys.argv[3], rank=0,
+                            world_size=1)
+    atexit.register(lambda: print('exit handler, group up:', dist.is_initialized()))
+print('main done', flush=True)
+exit_if_distributed()
+print('after exit_if_distributed')
+'''
+
+
+@pytest.mark.parametrize('mode', ['dist', 'single'])
+def test_exit_if_distributed_runs_exit_handlers_then_leaves(tmp_path, mode):
+    from test_distributed import free_port
+    script = tmp_path / 'exit.py'
+    script.write_text(EXIT_SCRIPT)
+    run = subprocess.run([sys.executable, str(script), str(tmp_path / 'out.txt'), mode,
+                          free_port()], capture_output=True, text=True, timeout=120,
+                         env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert (tmp_path / 'out.txt').read_text() == 'written'
+    if mode == 'dist':  # the exit handlers ran while the interpreter was whole, then os._exit
+        assert run.stdout == 'main done\nexit handler, group up: True\n'
+    else:  # a single process goes on and exits as usual
+        assert run.stdout == 'main done\nafter exit_if_distributed\n'

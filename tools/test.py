@@ -15,7 +15,8 @@ from mmengine.runner import Runner
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 from handbone_mmseg.classes import NUM_CLASSES  # noqa: E402  (importing registers the plugin)
 from handbone_mmseg.cli import (add_common_args, check_checkpoint_classes,  # noqa: E402
-                                check_checkpoint_fits, load_config, prepare_launcher)
+                                check_checkpoint_fits, exit_if_distributed, load_config,
+                                prepare_launcher)
 from handbone_mmseg.functional.probs import LEVELS  # noqa: E402
 from handbone_mmseg.functional.thresholds import load_thresholds  # noqa: E402
 from handbone_mmseg.visualization import enable_show_dir  # noqa: E402
@@ -93,3 +94,4 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == '__main__':
     main()
+    exit_if_distributed()  # a gloo thread can abort a finished rank during finalisation

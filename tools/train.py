@@ -10,8 +10,8 @@ from mmengine.config import Config
 from mmengine.runner import Runner
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-from handbone_mmseg.cli import (add_common_args, load_config,  # noqa: E402
-                                prepare_launcher)  # (importing registers the plugin)
+from handbone_mmseg.cli import (add_common_args, exit_if_distributed,  # noqa: E402
+                                load_config, prepare_launcher)  # (importing registers the plugin)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -46,3 +46,4 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == '__main__':
     main()
+    exit_if_distributed()  # a gloo thread can abort a finished rank during finalisation
