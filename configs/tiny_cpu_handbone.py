@@ -75,3 +75,6 @@ default_hooks = dict(
     logger=dict(interval=20),
     checkpoint=dict(interval=val_interval))
 env_cfg = dict(cudnn_benchmark=False, dist_cfg=dict(backend='gloo'))
+# A fixed seed, so that `make demo` reproduces its figures on one machine: mmengine's default
+# draws a new seed per run, and the demo's test Dice ranged 0.86 to 0.91 over five seeds.
+randomness = dict(seed=0)
