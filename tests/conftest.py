@@ -1,6 +1,7 @@
 """Tiny hand-made data trees for the tests."""
 import importlib.util
 import json
+import socket
 from pathlib import Path
 from types import ModuleType
 
@@ -20,6 +21,13 @@ def load_tool(name: str) -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def free_port() -> str:
+    """A TCP port free on this machine now, for a process group's rendezvous."""
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return str(sock.getsockname()[1])
 
 
 def square(x: int, y: int, side: int) -> list[list[int]]:

@@ -6,7 +6,7 @@ import sys
 import pytest
 import torch
 
-from conftest import ROOT, load_tool
+from conftest import ROOT, free_port, load_tool
 
 CONFIG = str(ROOT / 'configs' / 'tiny_cpu_handbone.py')
 
@@ -79,7 +79,6 @@ print('after exit_if_distributed')
 
 @pytest.mark.parametrize('mode', ['dist', 'single'])
 def test_exit_if_distributed_runs_exit_handlers_then_leaves(tmp_path, mode):
-    from test_distributed import free_port
     script = tmp_path / 'exit.py'
     script.write_text(EXIT_SCRIPT)
     run = subprocess.run([sys.executable, str(script), str(tmp_path / 'out.txt'), mode,

@@ -1,12 +1,11 @@
 """tools/dist_train.sh and dist_test.sh with 2 CPU processes (gloo): train, gather, resume."""
 import csv
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
-from conftest import ROOT, load_tool
+from conftest import ROOT, free_port, load_tool
 from handbone_mmseg.phantom import generate_phantom
 
 CONFIG = str(ROOT / 'configs' / 'tiny_cpu_handbone.py')
@@ -16,12 +15,6 @@ SMALL = ['train_dataloader.batch_size=2', 'train_dataloader.dataset.pipeline.1.s
          'test_dataloader.dataset.pipeline.1.scale=(64,64)', 'default_hooks.logger.interval=1',
          'n_folds=2',  # 3 validation patients: 6 images, an uneven split over 2 ranks
          'model.threshold=0.005']  # an untrained model then predicts masks that differ
-
-
-def free_port() -> str:
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return str(s.getsockname()[1])
 
 
 def launch(script: str, *args: str) -> str:
