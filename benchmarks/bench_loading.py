@@ -9,13 +9,14 @@ import json
 import cv2
 import numpy as np
 from mmcv.transforms import Compose
+from mmseg.datasets.transforms import Resize  # noqa: F401  (mmseg's registered Resize)
+from mmseg.registry import TRANSFORMS
 
-from common import best_time, phantom_case
 from handbone_mmseg.classes import CLASS_INDEX
 from handbone_mmseg.datasets import LoadMultiLabelAnnotations, LoadXrayFromFile
 from handbone_mmseg.functional.annotations import parse_annotation, read_png_size
-from mmseg.datasets.transforms import Resize  # noqa: F401  (mmseg's registered Resize)
-from mmseg.registry import TRANSFORMS
+
+from common import best_time, phantom_case
 
 SCALE = (1024, 1024)
 

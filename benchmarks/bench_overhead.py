@@ -35,6 +35,7 @@ from mmseg.structures import SegDataSample
 from mmseg.utils import register_all_modules
 
 import handbone_mmseg  # noqa: F401  (registers the plugin)
+
 from common import best_time
 
 CONFIGS = ['hrnet_w48_handbone', 'deeplabv3plus_r101_handbone', 'fcn_r101_handbone',

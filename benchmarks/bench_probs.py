@@ -12,12 +12,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common import best_time, phantom_case
 from handbone_mmseg.functional.annotations import parse_annotation, read_png_size
 from handbone_mmseg.functional.labels import rasterize_polygons, unpack_labels
 from handbone_mmseg.functional.metrics import dice_counts, dice_from_counts
 from handbone_mmseg.functional.probs import load_levels, quantize, save_probs
 from handbone_mmseg.functional.thresholds import DEFAULT_GRID, ThresholdSearch
+
+from common import best_time, phantom_case
 
 
 def smooth_probs(gt: torch.Tensor) -> torch.Tensor:

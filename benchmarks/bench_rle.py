@@ -6,10 +6,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common import best_time, phantom_case
 from handbone_mmseg.functional.annotations import parse_annotation, read_png_size
 from handbone_mmseg.functional.labels import rasterize_polygons, unpack_labels
 from handbone_mmseg.functional.rle import rle_encode, write_submission
+
+from common import best_time, phantom_case
 
 
 def obvious_rle(mask: np.ndarray) -> str:

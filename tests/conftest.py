@@ -11,7 +11,6 @@ import pytest
 
 from handbone_mmseg.classes import CLASSES
 
-
 ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -5,8 +5,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import ROOT, free_port, load_tool
 from handbone_mmseg.phantom import generate_phantom
+
+from conftest import ROOT, free_port, load_tool
 
 CONFIG = str(ROOT / 'configs' / 'tiny_cpu_handbone.py')
 SMALL = ['train_dataloader.batch_size=2', 'train_dataloader.dataset.pipeline.1.scale=(64,64)',

@@ -5,9 +5,11 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import ROOT, load_tool as tool
 from handbone_mmseg.functional import read_submission
 from handbone_mmseg.phantom import generate_phantom
+
+from conftest import ROOT
+from conftest import load_tool as tool
 
 CONFIG = str(ROOT / 'configs' / 'tiny_cpu_handbone.py')
 

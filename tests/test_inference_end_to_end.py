@@ -4,12 +4,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_end_to_end import options
 
-from conftest import ROOT, load_tool as tool
 from handbone_mmseg.evaluation import check_submission, score_submission
 from handbone_mmseg.functional import ProbDump, read_submission
 from handbone_mmseg.phantom import generate_phantom
-from test_end_to_end import options
+
+from conftest import ROOT
+from conftest import load_tool as tool
 
 SIZE = 128
 

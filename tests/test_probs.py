@@ -8,8 +8,15 @@ import numpy as np
 import pytest
 import torch
 
-from handbone_mmseg.functional import (ProbDump, ProbDumpError, check_compatible, dequantize,
-                                       quantize, save_probs, write_index)
+from handbone_mmseg.functional import (
+    ProbDump,
+    ProbDumpError,
+    check_compatible,
+    dequantize,
+    quantize,
+    save_probs,
+    write_index,
+)
 from handbone_mmseg.functional.probs import DUMP_FORMAT, load_levels
 
 # float32 holds k / 255 and k / 65535 only to about 3e-8: the slack above half a level

@@ -3,8 +3,14 @@ import numpy as np
 import pytest
 
 from handbone_mmseg.classes import CLASSES
-from handbone_mmseg.functional.rle import (SubmissionError, iter_submission, read_submission,
-                                           rle_decode, rle_encode, write_submission)
+from handbone_mmseg.functional.rle import (
+    SubmissionError,
+    iter_submission,
+    read_submission,
+    rle_decode,
+    rle_encode,
+    write_submission,
+)
 
 
 def obvious_rle(mask: np.ndarray) -> str:

@@ -10,10 +10,10 @@ from mmengine.dataset import Compose, pseudo_collate
 from mmengine.model import revert_sync_batchnorm
 from mmseg.registry import MODELS
 from mmseg.utils import register_all_modules
+from test_model_configs import CONFIGS
+from test_segmentor import build as build_toy
 
 from conftest import ROOT, load_tool
-from test_segmentor import build as build_toy
-from test_model_configs import CONFIGS
 
 register_all_modules(init_default_scope=True)
 

@@ -14,15 +14,26 @@ from mmengine.structures import PixelData
 from mmseg.registry import HOOKS, VISUALIZERS
 from mmseg.structures import SegDataSample
 
-from conftest import ROOT, load_tool
 from handbone_mmseg.classes import CLASSES, NUM_CLASSES, PALETTE
 from handbone_mmseg.evaluation import score_submission
 from handbone_mmseg.functional.labels import pack_masks
 from handbone_mmseg.functional.rle import rle_encode, write_submission
-from handbone_mmseg.visualization import (FN_COLOUR, FP_COLOUR, MultiLabelSegVisualizer,
-                                          draw_errors, enable_show_dir, overlay_masks)
-from handbone_mmseg.visualization.report import (ground_truth, index_images, plot_class_dice,
-                                                 plot_image_dice)
+from handbone_mmseg.visualization import (
+    FN_COLOUR,
+    FP_COLOUR,
+    MultiLabelSegVisualizer,
+    draw_errors,
+    enable_show_dir,
+    overlay_masks,
+)
+from handbone_mmseg.visualization.report import (
+    ground_truth,
+    index_images,
+    plot_class_dice,
+    plot_image_dice,
+)
+
+from conftest import ROOT, load_tool
 
 DAMAGED = 3  # the class emptied in the damaged submission
 

@@ -5,8 +5,15 @@ import torch
 
 from handbone_mmseg.classes import CLASSES
 from handbone_mmseg.evaluation import iter_ensemble
-from handbone_mmseg.functional import (ProbDump, dequantize, hard_vote, pick_per_class,
-                                       save_probs, soft_vote, write_index)
+from handbone_mmseg.functional import (
+    ProbDump,
+    dequantize,
+    hard_vote,
+    pick_per_class,
+    save_probs,
+    soft_vote,
+    write_index,
+)
 
 
 def t(*values) -> torch.Tensor:

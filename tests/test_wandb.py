@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 import wandb
+from test_train_folds import options
 
 from conftest import ROOT, load_tool
-from test_train_folds import options
 
 CONFIG = str(ROOT / 'configs' / 'tiny_cpu_handbone.py')
 

@@ -38,7 +38,7 @@ def parse_annotation(path: str | Path, image_shape: tuple[int, int]) -> list[Pol
     """Read one annotation JSON into ``(class_index, points)`` polygons.
 
     Args:
-        path: the JSON file (format in HANDBONE_FORMAT.md).
+        path: the JSON file (format in docs/format.md).
         image_shape: (H, W) of the paired image; every point must lie inside [0, W] x [0, H].
 
     Returns:

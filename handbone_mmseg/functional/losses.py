@@ -6,16 +6,15 @@ nothing. They run once per head and training step on full-resolution maps, so ea
 full-size temporaries that the result does not need: these losses are most of what the
 multi-label model costs over a stock softmax one (``benchmarks/bench_overhead.py``).
 """
-from typing import Optional
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 
-def binary_cross_entropy(logits: Tensor, target: Tensor, valid: Optional[Tensor] = None,
-                         class_weight: Optional[Tensor] = None,
-                         pos_weight: Optional[Tensor] = None) -> Tensor:
+def binary_cross_entropy(logits: Tensor, target: Tensor, valid: Tensor | None = None,
+                         class_weight: Tensor | None = None,
+                         pos_weight: Tensor | None = None) -> Tensor:
     """Per-pixel, per-class sigmoid BCE averaged over valid pixels and classes.
 
     Args:
@@ -36,7 +35,7 @@ def binary_cross_entropy(logits: Tensor, target: Tensor, valid: Optional[Tensor]
     return bce / (count * num_classes).clamp_min(1)
 
 
-def _soft_overlap(logits: Tensor, target: Tensor, valid: Optional[Tensor],
+def _soft_overlap(logits: Tensor, target: Tensor, valid: Tensor | None,
                   per_image: bool) -> tuple[Tensor, Tensor, Tensor]:
     """Soft |P∩G|, |P|, |G| per class (summed over the batch) or per image and class."""
     prob = torch.sigmoid(logits.float())  # float32 sums: half precision loses whole pixels
@@ -47,7 +46,7 @@ def _soft_overlap(logits: Tensor, target: Tensor, valid: Optional[Tensor],
     return (prob * target).sum(dims), prob.sum(dims), (target * valid).sum(dims)
 
 
-def soft_dice_loss(logits: Tensor, target: Tensor, valid: Optional[Tensor] = None,
+def soft_dice_loss(logits: Tensor, target: Tensor, valid: Tensor | None = None,
                    smooth: float = 1.0, per_image: bool = False) -> Tensor:
     """``1 - mean_c (2|P∩G| + s) / (|P| + |G| + s)`` with soft P = sigmoid(logits).
 
@@ -58,7 +57,7 @@ def soft_dice_loss(logits: Tensor, target: Tensor, valid: Optional[Tensor] = Non
     return 1 - ((2 * inter + smooth) / (pred + gt + smooth)).mean()
 
 
-def soft_iou_loss(logits: Tensor, target: Tensor, valid: Optional[Tensor] = None,
+def soft_iou_loss(logits: Tensor, target: Tensor, valid: Tensor | None = None,
                   smooth: float = 1.0, per_image: bool = False) -> Tensor:
     """``1 - mean_c (|P∩G| + s) / (|P| + |G| - |P∩G| + s)`` (soft Jaccard)."""
     inter, pred, gt = _soft_overlap(logits, target, valid, per_image)

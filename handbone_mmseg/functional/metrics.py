@@ -1,4 +1,4 @@
-"""Dice as defined in HANDBONE_FORMAT.md, through per-class counts."""
+"""Dice as defined in docs/format.md, through per-class counts."""
 import numpy as np
 import torch
 from torch import Tensor

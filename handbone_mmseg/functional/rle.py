@@ -1,4 +1,4 @@
-"""Run-length encoding of masks and the submission CSV (format in HANDBONE_FORMAT.md)."""
+"""Run-length encoding of masks and the submission CSV (format in docs/format.md)."""
 import csv
 import re
 from collections.abc import Iterable, Iterator

@@ -5,7 +5,7 @@ with the bit-packed label (N, H, W); these unpack it and ignore the padding bit,
 OCR, ASPP and the rest work unchanged. Combine them in a list with ``loss_weight`` each.
 """
 from collections.abc import Sequence
-from typing import Callable, Optional
+from typing import Callable
 
 import torch
 from mmseg.registry import MODELS
@@ -26,7 +26,7 @@ class _MultiLabelLoss(nn.Module):
     def _loss(self, logits: Tensor, target: Tensor, valid: Tensor) -> Tensor:
         raise NotImplementedError
 
-    def forward(self, seg_logits: Tensor, seg_label: Tensor, weight: Optional[Tensor] = None,
+    def forward(self, seg_logits: Tensor, seg_label: Tensor, weight: Tensor | None = None,
                 ignore_index: int = 255, **kwargs) -> Tensor:
         """Loss of logits (N, C, H, W) against packed labels (N, H, W).
 
@@ -48,7 +48,7 @@ class _MultiLabelLoss(nn.Module):
         return self._loss_name
 
 
-def _unpack_once(seg_label: Tensor, num_classes: int) -> tuple[Tensor, Optional[Tensor]]:
+def _unpack_once(seg_label: Tensor, num_classes: int) -> tuple[Tensor, Tensor | None]:
     """Bool targets (N, C, H, W) and a float valid mask (N, 1, H, W), or None without padding.
 
     A decode head passes the same label tensor to each of its losses (BCE, then Dice), so the
@@ -65,7 +65,7 @@ def _unpack_once(seg_label: Tensor, num_classes: int) -> tuple[Tensor, Optional[
     return unpacked
 
 
-def _as_tensor(values: Optional[Sequence[float]]) -> Optional[Tensor]:
+def _as_tensor(values: Sequence[float] | None) -> Tensor | None:
     return None if values is None else torch.tensor(values, dtype=torch.float32)
 
 
@@ -80,8 +80,8 @@ class MultiLabelBCELoss(_MultiLabelLoss):
         loss_name: key in the loss dict.
     """
 
-    def __init__(self, class_weight: Optional[Sequence[float]] = None,
-                 pos_weight: Optional[Sequence[float]] = None, loss_weight: float = 1.0,
+    def __init__(self, class_weight: Sequence[float] | None = None,
+                 pos_weight: Sequence[float] | None = None, loss_weight: float = 1.0,
                  loss_name: str = 'loss_bce') -> None:
         super().__init__(loss_weight, loss_name)
         self.register_buffer('class_weight', _as_tensor(class_weight), persistent=False)
