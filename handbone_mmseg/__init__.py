@@ -3,6 +3,7 @@
 Importing the package (``custom_imports = dict(imports=['handbone_mmseg'])``) registers the
 dataset, transforms, segmentors, losses and metric into mmseg's registries.
 """
+from .apis import *  # noqa: F401,F403
 from .classes import CLASSES, IGNORE_VALUE, NUM_CLASSES, PALETTE
 from .compat import allow_mmengine_checkpoints
 from .datasets import *  # noqa: F401,F403

@@ -1,10 +1,13 @@
-"""The shared command-line handling of tools/train.py and tools/test.py."""
+"""The shared command-line handling of the tools: config, overrides, distributed exit."""
+import argparse
 import os
 import subprocess
 import sys
 
 import pytest
 import torch
+
+from handbone_mmseg.cli import positive_int
 
 from conftest import ROOT, free_port, load_tool
 
@@ -21,6 +24,33 @@ def test_dataset_variables_reach_every_dataloader():
     assert cfg.test_dataloader.dataset.data_root == '/elsewhere'
     assert 'fold' not in cfg.test_dataloader.dataset  # the unlabeled split has no folds
     assert cfg.work_dir.endswith('work_dirs/tiny_cpu_handbone')
+
+
+@pytest.mark.parametrize('tool', ['train', 'test', 'train_folds'])
+def test_unknown_override_stops_the_tool_with_one_line(tool, tmp_path, capsys):
+    checkpoint = tmp_path / 'c.pth'
+    torch.save({'state_dict': {}}, checkpoint)
+    argv = [CONFIG, *([str(checkpoint)] if tool == 'test' else []), '--work-dir',
+            str(tmp_path / 'w'), '--cfg-options', 'fold=0' if tool != 'train_folds' else
+            'n_folds=2', 'data_rot=/elsewhere']
+    with pytest.raises(SystemExit) as exit_info:
+        load_tool(tool).main(argv)
+    assert exit_info.value.code == 2
+    # the last line of stderr (mmengine's warnings while parsing the config come before it)
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f'error: --cfg-options data_rot: no such key in {CONFIG} (did you mean data_root?)')
+    assert not (tmp_path / 'w').exists()  # stopped before any run started
+
+
+@pytest.mark.parametrize('text, value', [('1', 1), ('2048', 2048)])
+def test_positive_int_accepts(text, value):
+    assert positive_int(text) == value
+
+
+@pytest.mark.parametrize('text', ['0', '-3'])
+def test_positive_int_refuses(text):
+    with pytest.raises(argparse.ArgumentTypeError, match=f'must be a positive size, got {text}'):
+        positive_int(text)
 
 
 def test_resume_and_amp_flags():
@@ -63,7 +93,7 @@ def test_unreadable_checkpoint_is_named(tmp_path):
 EXIT_SCRIPT = '''
 import atexit, sys
 import torch.distributed as dist
-from handbone_mmseg.cli import exit_if_distributed
+from handbone_mmseg.runtime import exit_if_distributed
 out = open(sys.argv[1], 'w')
 out.write('written')  # buffered: lost unless the exit handler below closes the file
 atexit.register(out.close)

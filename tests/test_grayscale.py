@@ -7,10 +7,11 @@ from mmengine.model import revert_sync_batchnorm
 from mmengine.optim import OptimWrapper
 from mmseg.registry import DATASETS, MODELS
 from mmseg.utils import register_all_modules
+from test_model_configs import CONFIGS
+
+from handbone_mmseg.apis import make_grayscale
 
 from conftest import ROOT, load_tool
-from handbone_mmseg.cli import make_grayscale
-from test_model_configs import CONFIGS
 
 register_all_modules(init_default_scope=True)
 ALL_CONFIGS = [*CONFIGS, 'tiny_cpu_handbone']

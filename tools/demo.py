@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 
 def run(step: str, args: list[str]) -> None:
@@ -55,6 +54,8 @@ def main(argv: list[str] | None = None) -> None:
                          '--cfg-options', *data_opt])
     submission = work / 'test' / 'submission.csv'
 
+    # imported only now: the package pulls in torch and mmseg, which this process needs for
+    # the checks below, not while training and testing run in processes of their own
     from handbone_mmseg.classes import CLASSES
     from handbone_mmseg.evaluation import check_submission, score_submission
     from handbone_mmseg.functional import read_png_size

@@ -3,15 +3,13 @@
 Same command line as mmseg's ``tools/train.py``; the plugin registers itself on import.
 """
 import argparse
-import os.path as osp
-import sys
 
 from mmengine.config import Config
-from mmengine.runner import Runner
+from mmengine.registry import RUNNERS
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-from handbone_mmseg.cli import (add_common_args, exit_if_distributed,  # noqa: E402
-                                load_config, prepare_launcher)  # (importing registers the plugin)
+# importing the package registers the plugin
+from handbone_mmseg.cli import add_common_args, load_config_from_args
+from handbone_mmseg.runtime import exit_if_distributed, prepare_launcher
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -28,7 +26,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def setup(args: argparse.Namespace) -> Config:
     """Build the config from the file and the command line."""
-    cfg = load_config(args)
+    cfg = load_config_from_args(args)
     if args.amp:
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
@@ -41,7 +39,7 @@ def setup(args: argparse.Namespace) -> Config:
 def main(argv: list[str] | None = None) -> None:
     cfg = setup(parse_args(argv))
     prepare_launcher(cfg)
-    Runner.from_cfg(cfg).train()
+    RUNNERS.build(cfg).train()  # a HandBoneRunner where the config sets runner_type
 
 
 if __name__ == '__main__':

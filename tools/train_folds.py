@@ -11,7 +11,7 @@ import os.path as osp
 import subprocess
 import sys
 
-from mmengine.config import Config, DictAction
+from handbone_mmseg.cli import load_config_or_exit, parse_cfg_options
 
 TRAIN = osp.join(osp.dirname(osp.abspath(__file__)), 'train.py')
 
@@ -35,29 +35,20 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[
     return parser.parse_known_args(argv)
 
 
-def load_with_options(config: str, options: list[str]) -> Config:
-    """The config with ``KEY=VALUE`` options merged, parsed as ``tools/train.py`` does."""
-    parser = argparse.ArgumentParser()
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction, default={})
-    cfg = Config.fromfile(config)
-    if options:
-        cfg.merge_from_dict(parser.parse_args(['--cfg-options', *options]).cfg_options)
-    return cfg
-
-
 def main(argv: list[str] | None = None) -> None:
     args, train_args = parse_args(argv)
     if any(option.startswith('fold=') for option in args.cfg_options):
         raise SystemExit('choose folds with --folds, not --cfg-options fold=K')
-    cfg = load_with_options(args.config, args.cfg_options)
+    # as tools/train.py will load it: unknown keys are refused here, before any fold starts
+    cfg = load_config_or_exit(args.config, parse_cfg_options(args.cfg_options),
+                              work_dir=args.work_dir)
     n_folds = cfg.n_folds
     folds = list(range(n_folds)) if args.folds is None else args.folds
     bad = [k for k in folds if not 0 <= k < n_folds]
     if bad:
         raise SystemExit(f'{args.config}: folds must lie in 0..{n_folds - 1} (n_folds='
                          f'{n_folds}), got {bad}')
-    base = args.work_dir or cfg.get('work_dir') or osp.join(
-        './work_dirs', osp.splitext(osp.basename(args.config))[0])
+    base = cfg.work_dir
 
     for i, k in enumerate(folds, 1):
         work_dir = osp.join(base, f'fold{k}')

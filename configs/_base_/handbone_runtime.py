@@ -3,13 +3,18 @@
 _base_ = ['mmseg::_base_/default_runtime.py']
 
 custom_imports = dict(imports=['handbone_mmseg'], allow_failed_imports=False)
+# mmengine's Runner that first applies this project's switches (use_wandb, grayscale), so
+# that they hold through mmseg's own tools/train.py and `mim train` too, which build
+# RUNNERS.build(cfg) when runner_type is set (handbone_mmseg.apis.HandBoneRunner).
+runner_type = 'HandBoneRunner'
 # `tools/test.py --tta`: per-class sigmoid probabilities averaged over the dataset base's
 # tta_pipeline, then the segmentor's thresholds (the stock SegTTAModel takes a softmax argmax).
 tta_model = dict(type='MultiLabelTTAModel')
-# Weights & Biases: `--cfg-options use_wandb=True` adds HandBoneWandbVisBackend (mmengine's
-# WandbVisBackend, uploading the package's code rather than the working directory's) to the
-# visualizer (handbone_mmseg.cli.load_config; the vis_backends list below is built when this
-# file is parsed). wandb_init_kwargs go to wandb.init; WANDB_MODE=offline keeps runs on disk.
+# Weights & Biases: `use_wandb = True` (or `--cfg-options use_wandb=True`) adds
+# HandBoneWandbVisBackend (mmengine's WandbVisBackend, uploading the package's code rather
+# than the working directory's) to the visualizer (handbone_mmseg.apis.apply_switches; the
+# vis_backends list below is built when this file is parsed). wandb_init_kwargs go to
+# wandb.init; WANDB_MODE=offline keeps runs on disk.
 use_wandb = False
 wandb_init_kwargs = dict(project='handbone')
 

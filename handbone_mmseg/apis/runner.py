@@ -1,0 +1,32 @@
+"""``HandBoneRunner``: mmengine's ``Runner`` that applies the plugin's config switches.
+
+mmseg's ``tools/train.py`` (and ``mim train``) build ``RUNNERS.build(cfg)`` when the config
+has ``runner_type``, and the runtime base sets ``runner_type = 'HandBoneRunner'``, so a config
+that sets ``grayscale = True`` or ``use_wandb = True`` gets them there as it does through this
+project's tools. ``Runner.from_cfg`` of a config that has not been through ``load_config``
+would ignore them.
+"""
+import copy
+
+from mmengine.config import Config, ConfigDict
+from mmengine.registry import RUNNERS
+from mmengine.runner import Runner
+
+from .switches import apply_switches
+
+
+# In mmengine's root registry: mmseg's RUNNERS (a child) finds it through its parent, and so
+# does the root when no default scope is set yet, as in mmseg's tools/train.py.
+@RUNNERS.register_module()
+class HandBoneRunner(Runner):
+    """A ``Runner`` whose ``from_cfg`` applies ``use_wandb`` and ``grayscale`` first.
+
+    ``from_cfg(cfg)``: copy the config -> ``apply_switches`` (idempotent, so a config from
+    ``load_config`` is unchanged) -> ``Runner.from_cfg``.
+    """
+
+    @classmethod
+    def from_cfg(cls, cfg: Config | ConfigDict | dict) -> 'HandBoneRunner':
+        cfg = copy.deepcopy(cfg)
+        apply_switches(cfg)
+        return super().from_cfg(cfg)
