@@ -17,6 +17,18 @@ class MultiLabelTTAModel(BaseTTAModel):
     The views are summed as they come instead of all being kept until ``merge_preds``: at
     2048x2048, one view's 29 float maps take 486 MB.
 
+    Every view goes through the module's own ``test_cfg``, so with Gaussian sliding windows
+    (``blend='gaussian'``) each view is blended from its windows first, in its own frame
+    (a 0.75x view has fewer windows), and only its restored probabilities join the sum.
+
+    .. code:: text
+
+     test_step(): for each view: module.test_step() -> add seg_logits to the first view's
+                  -> _set_mean()
+     module.test_step(): data_preprocessor() -> predict(): inference() -> postprocess_result()
+                  (per-class probabilities, un-flipped, at ori_shape)
+     _set_mean(): sum / views -> prob > module.thresholds
+
     Args:
         module: the multi-label segmentor (config or module); its ``thresholds`` apply.
         data_preprocessor: as ``BaseTTAModel``.

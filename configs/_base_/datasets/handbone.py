@@ -1,4 +1,4 @@
-# Hand-bone X-rays (HANDBONE_FORMAT.md): 2048x2048 sources, 29 overlapping bone classes.
+# Hand-bone X-rays (docs/format.md): 2048x2048 sources, 29 overlapping bone classes.
 # Labels are bit-packed int32 maps (bit c = class c, bit 30 = padding), so the stock mmseg
 # geometric transforms below work unchanged; pad labels with 1 << 30, never 255.
 dataset_type = 'HandBoneDataset'
@@ -7,11 +7,11 @@ n_folds = 5                 # patient-grouped folds of the labeled images
 fold = 0                    # the validation fold; train on the others
 train_scale = (1024, 1024)  # sources are resized around this before cropping
 crop_size = (1024, 1024)    # network input in training
-test_scale = (1024, 1024)   # whole-image inference scale
+test_scale = (1024, 1024)   # whole-image inference scale (unused by full_resolution)
 seg_pad_val = 1 << 30       # the ignore bit (handbone_mmseg.classes.IGNORE_VALUE)
 # True: one grey input channel (images decoded grey, or turned grey after the photometric
 # step; the backbone's stem takes 1 channel, ImageNet weights load except that first conv);
-# handbone_mmseg.cli applies it to every pipeline and model.
+# handbone_mmseg.apis.apply_switches applies it to every pipeline and model.
 grayscale = False
 # BCE + Dice, the loss of the public recipes; any decode head takes these lists as its
 # loss_decode (model configs use {{_base_.multilabel_loss}}), auxiliary heads at 0.4.
@@ -29,7 +29,7 @@ train_pipeline = [
     dict(type='RandomResize', scale=train_scale, ratio_range=(0.8, 1.25), keep_ratio=True),
     # rasterised at the resized shape: far cheaper than 29 full-size masks resized
     dict(type='LoadMultiLabelAnnotations'),
-    # test images have many more bent wrists than train (HANDBONE_FORMAT.md)
+    # test images have many more bent wrists than train (docs/format.md)
     dict(type='RandomRotate', prob=0.5, degree=45, pad_val=0, seg_pad_val=seg_pad_val),
     dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=1.0),
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
@@ -48,7 +48,7 @@ test_pipeline = [
 ]
 # `tools/test.py --tta`: the whole-image scale times tta_ratios, each plain and mirrored
 # (6 passes). Ground truth, when present, stays in the original frame: predictions are
-# un-flipped and resized back before averaging. Configs that change test_scale redefine it.
+# un-flipped and resized back before averaging. apply_switches follows test_scale.
 tta_ratios = [0.75, 1.0, 1.25]
 tta_pipeline = [
     dict(type='LoadXrayFromFile'),
@@ -59,6 +59,29 @@ tta_pipeline = [
          dict(type='RandomFlip', prob=1.0, direction='horizontal')],
         [dict(type='LoadMultiLabelAnnotations', at_original_size=True)],
         [dict(type='PackSegInputs')],
+    ]),
+]
+# Full-resolution inference (nnU-Net's scheme): the test image is not resized (2048, where
+# Dice is scored), windows of the training crop slide over it in half-window steps, and each
+# window's sigmoid probabilities are blended with Gaussian weights (sigma = window / 8) into
+# one full-size map (MultiLabelMixin). True (in a config, or `--cfg-options
+# full_resolution=True` for tools/test.py, with or without --tta): apply_switches makes
+# model.test_cfg the slide_test_cfg below at the run's crop_size, drops the Resize of the
+# test pipelines, and makes the --tta resizes scale_factor=tta_ratios of the source size.
+# `--cfg-options model.test_cfg.batch_windows=4` runs 4 windows per forward pass.
+full_resolution = False
+# What full_resolution = True puts in place, at this file's crop_size (a child config may
+# also take them by hand, as tests/test_sliding_window.py does).
+slide_test_cfg = dict(mode='slide', crop_size=crop_size,
+                      stride=(crop_size[0] // 2, crop_size[1] // 2), blend='gaussian',
+                      sigma_scale=1 / 8, batch_windows=1)
+full_res_test_pipeline = [t for t in test_pipeline if t['type'] != 'Resize']
+# `--tta`: the source size times tta_ratios (1536, 2048, 2560 for 2048 images), x2 flips
+full_res_tta_pipeline = [
+    dict(type='LoadXrayFromFile'),
+    dict(type='TestTimeAug', transforms=[
+        [dict(type='Resize', scale_factor=r, keep_ratio=True) for r in tta_ratios],
+        *tta_pipeline[1]['transforms'][1:],
     ]),
 ]
 

@@ -1,0 +1,3 @@
+from .timm_encoder import HandBoneTIMMBackbone
+
+__all__ = ['HandBoneTIMMBackbone']

@@ -1,0 +1,3 @@
+from .unetpp_head import UNetHead, UNetPlusPlusHead
+
+__all__ = ['UNetHead', 'UNetPlusPlusHead']
