@@ -13,11 +13,17 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import all_bones, load_tool, write_case
 from handbone_mmseg.classes import CLASSES
 from handbone_mmseg.evaluation import gt_masks, load_labels
-from handbone_mmseg.functional import (DICE_EPS, read_submission, save_probs, save_thresholds,
-                                       write_index)
+from handbone_mmseg.functional import (
+    DICE_EPS,
+    read_submission,
+    save_probs,
+    save_thresholds,
+    write_index,
+)
+
+from conftest import all_bones, load_tool, write_case
 
 NAMES = ('image1661130828152.png', 'image1661130845790_R.png')
 SIZE = 48

@@ -7,9 +7,17 @@ import pytest
 import torch
 
 from handbone_mmseg.classes import CLASSES
-from handbone_mmseg.functional import (DEFAULT_GRID, DICE_EPS, ThresholdSearch,
-                                       check_thresholds, dequantize, dice_counts,
-                                       dice_from_counts, load_thresholds, save_thresholds)
+from handbone_mmseg.functional import (
+    DEFAULT_GRID,
+    DICE_EPS,
+    ThresholdSearch,
+    check_thresholds,
+    dequantize,
+    dice_counts,
+    dice_from_counts,
+    load_thresholds,
+    save_thresholds,
+)
 
 EPS = DICE_EPS
 

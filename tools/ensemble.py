@@ -4,27 +4,31 @@
 [--method soft|hard|best] [--thresholds thresholds.json] [--data-root DIR]``
 
 DUMP folders come from ``tools/test.py ... --out DIR --save-probs`` (DIR/probs) of several
-models or folds. With ``--data-root`` (labeled images) it also prints and writes each
-model's and the ensemble's per-class Dice side by side. Image by image: memory does not
-grow with the number of images, and a failure leaves no partial CSV.
+models or folds. The post-processing rules of the thresholds JSON are applied to the
+ensemble's masks after the vote. With ``--data-root`` (labeled images) it also prints and
+writes each model's (thresholded only) and the ensemble's per-class Dice side by side.
+Image by image: memory does not grow with the number of images, and a failure leaves no
+partial CSV.
 """
 import argparse
 import csv
-import os.path as osp
-import sys
 from pathlib import Path
 
 import numpy as np
 from prettytable import PrettyTable
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-from handbone_mmseg.classes import CLASSES  # noqa: E402
-from handbone_mmseg.cli import add_dump_args, add_label_args  # noqa: E402
-from handbone_mmseg.evaluation import (METHODS, iter_ensemble, load_labels,  # noqa: E402
-                                       read_class_dice)
-from handbone_mmseg.fileio import atomic_open  # noqa: E402
-from handbone_mmseg.functional import (ProbDump, load_thresholds, mean_dice,  # noqa: E402
-                                       rle_encode, write_submission)
+from handbone_mmseg.classes import CLASSES
+from handbone_mmseg.cli import add_dump_args, add_label_args
+from handbone_mmseg.evaluation import METHODS, iter_ensemble, load_labels, read_class_dice
+from handbone_mmseg.fileio import atomic_open
+from handbone_mmseg.functional import (
+    ProbDump,
+    load_postprocess,
+    load_thresholds,
+    mean_dice,
+    rle_encode,
+    write_submission,
+)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -41,7 +45,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help='best: each dump\'s dice_per_class.csv from tools/test.py '
                         '--split val --out, in the order of the dumps')
     parser.add_argument('--thresholds', metavar='JSON',
-                        help='per-class thresholds (tools/tune_thresholds.py); default 0.5')
+                        help='per-class thresholds and post-processing '
+                        '(tools/tune_thresholds.py); default 0.5, no post-processing')
     add_label_args(parser, required=False)
     return parser.parse_args(argv)
 
@@ -59,6 +64,7 @@ def setup(args: argparse.Namespace) -> dict:
     return dict(
         dumps=[ProbDump(d) for d in args.dumps], weights=args.weights, method=args.method,
         thresholds=None if args.thresholds is None else load_thresholds(args.thresholds),
+        postprocess=None if args.thresholds is None else load_postprocess(args.thresholds),
         vote_threshold=args.vote_threshold, choice=choice,
         labels=None if args.data_root is None else load_labels(
             args.data_root, args.img_dir, args.ann_dir))
@@ -83,7 +89,7 @@ def main(argv: list[str] | None = None) -> None:
     counts: list[np.ndarray] = []
 
     def rows():
-        for name, masks, image_counts in iter_ensemble(**inputs):
+        for name, masks, image_counts in iter_ensemble(**inputs, progress=True):
             if image_counts is not None:
                 counts.append(image_counts)
             yield name, [rle_encode(mask) for mask in masks.numpy()]

@@ -7,19 +7,22 @@ on a labeled split (``--split val``) also the per-class and per-image Dice table
 """
 import argparse
 import os.path as osp
-import sys
 
 from mmengine.config import Config
-from mmengine.runner import Runner
+from mmengine.registry import RUNNERS
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-from handbone_mmseg.classes import NUM_CLASSES  # noqa: E402  (importing registers the plugin)
-from handbone_mmseg.cli import (add_common_args, check_checkpoint_classes,  # noqa: E402
-                                check_checkpoint_fits, exit_if_distributed, load_config,
-                                prepare_launcher)
-from handbone_mmseg.functional.probs import LEVELS  # noqa: E402
-from handbone_mmseg.functional.thresholds import load_thresholds  # noqa: E402
-from handbone_mmseg.visualization import enable_show_dir  # noqa: E402
+from handbone_mmseg.classes import CLASSES, NUM_CLASSES  # importing registers the plugin
+from handbone_mmseg.cli import add_common_args, load_config_from_args
+from handbone_mmseg.functional.postprocess import rules_to_table
+from handbone_mmseg.functional.probs import LEVELS
+from handbone_mmseg.functional.thresholds import load_postprocess, load_thresholds
+from handbone_mmseg.runtime import (
+    check_checkpoint_classes,
+    check_checkpoint_fits,
+    exit_if_distributed,
+    prepare_launcher,
+)
+from handbone_mmseg.visualization import enable_show_dir
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -56,17 +59,27 @@ def setup(args: argparse.Namespace) -> Config:
         raise SystemExit('--save-probs needs --out DIR')
     if not 0 < args.prob_scale <= 1:
         raise SystemExit(f'--prob-scale must lie in (0, 1], got {args.prob_scale}')
-    cfg = load_config(args)
-    check_checkpoint_classes(args.checkpoint, NUM_CLASSES)
+    cfg = load_config_from_args(args)
+    try:
+        check_checkpoint_classes(args.checkpoint, NUM_CLASSES)
+    except ValueError as e:
+        raise SystemExit(str(e)) from None
     cfg.load_from = args.checkpoint
-    if args.thresholds is not None:
-        try:
-            cfg.model.threshold = load_thresholds(args.thresholds).tolist()
-        except ValueError as e:
-            raise SystemExit(str(e)) from None
+    # A checkpoint of an EMA run already holds the averaged weights as its state_dict.
+    # EMAHook would copy them once more, and under --tta it copies nothing (the TTA model's
+    # keys differ) and swaps in the untrained weights it cloned before loading.
+    cfg.custom_hooks = [h for h in cfg.get('custom_hooks', []) if h.get('type') != 'EMAHook']
     if args.split == 'val':
         cfg.test_dataloader = cfg.val_dataloader
         cfg.test_evaluator = cfg.val_evaluator
+    if args.thresholds is not None:
+        try:
+            cfg.model.threshold = load_thresholds(args.thresholds).tolist()
+            postprocess = rules_to_table(load_postprocess(args.thresholds), CLASSES)
+        except ValueError as e:
+            raise SystemExit(str(e)) from None
+        if postprocess:  # in the metric: the Dice tables and the CSV see the same masks
+            cfg.test_evaluator['postprocess'] = postprocess
     if args.tta:
         if not cfg.get('tta_model') or not cfg.get('tta_pipeline'):
             raise SystemExit(f'{args.config}: --tta needs tta_model and tta_pipeline in '
@@ -87,8 +100,11 @@ def setup(args: argparse.Namespace) -> Config:
 def main(argv: list[str] | None = None) -> None:
     cfg = setup(parse_args(argv))
     prepare_launcher(cfg)
-    runner = Runner.from_cfg(cfg)
-    check_checkpoint_fits(cfg.load_from, runner.model)
+    runner = RUNNERS.build(cfg)  # a HandBoneRunner where the config sets runner_type
+    try:
+        check_checkpoint_fits(cfg.load_from, runner.model)
+    except ValueError as e:
+        raise SystemExit(str(e)) from None
     runner.test()
 
 

@@ -1,23 +1,25 @@
-"""Tune one threshold per class on validation probabilities.
+"""Tune one threshold per class on validation probabilities, then the post-processing.
 
 ``python tools/tune_thresholds.py DUMP [DUMP ...] --data-root DIR --out thresholds.json``
 
 DUMP folders come from ``tools/test.py ... --split val --out DIR --save-probs`` (DIR/probs);
-several are soft-voted first (``--weights``), as ``tools/ensemble.py`` will. The JSON goes
-to ``tools/test.py --thresholds`` and ``tools/ensemble.py --thresholds``.
+several are soft-voted first (``--weights``), as ``tools/ensemble.py`` will. With the
+thresholds chosen, a second pass tries per class keeping the largest component and removing
+small ones, and keeps a rule only where it raises the class's Dice (unless
+``--no-postprocess``). The JSON goes to ``tools/test.py --thresholds`` and
+``tools/ensemble.py --thresholds``.
 """
 import argparse
-import os.path as osp
-import sys
 
+import numpy as np
 from prettytable import PrettyTable
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-from handbone_mmseg.classes import CLASSES  # noqa: E402
-from handbone_mmseg.cli import add_dump_args, add_label_args  # noqa: E402
-from handbone_mmseg.evaluation import load_labels, search_thresholds  # noqa: E402
-from handbone_mmseg.functional.probs import ProbDump  # noqa: E402
-from handbone_mmseg.functional.thresholds import save_thresholds  # noqa: E402
+from handbone_mmseg.classes import CLASSES
+from handbone_mmseg.cli import add_dump_args, add_label_args
+from handbone_mmseg.evaluation import load_labels, search_postprocess, search_thresholds
+from handbone_mmseg.functional.postprocess import MIN_GAIN, Rule
+from handbone_mmseg.functional.probs import ProbDump
+from handbone_mmseg.functional.thresholds import save_thresholds
 
 BASELINE = 0.5
 
@@ -29,6 +31,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--grid', nargs=3, type=float, default=[0.05, 0.95, 0.01],
                         metavar=('LOW', 'HIGH', 'STEP'), help='candidate thresholds '
                         '(default 0.05 0.95 0.01; 0.5 is always tried)')
+    parser.add_argument('--no-postprocess', action='store_true',
+                        help='choose no post-processing (by default, per class: the largest '
+                        'component and/or no components under N pixels, kept where it raises '
+                        f'the class\'s validation Dice by more than {MIN_GAIN})')
     add_label_args(parser, required=True)
     return parser.parse_args(argv)
 
@@ -42,12 +48,24 @@ def make_grid(low: float, high: float, step: float) -> list[float]:
     return sorted({round(low + i * step, 6) for i in range(count)} | {BASELINE})
 
 
+def print_postprocess(rules: list[Rule | None], before: np.ndarray, after: np.ndarray) -> None:
+    """Per class the rule chosen and its gain, then the mean."""
+    table = PrettyTable(['Class', 'Dice', 'post-processing', 'Dice after', 'gain'])
+    for name, rule, b, a in zip(CLASSES, rules, before, after):
+        table.add_row([name, f'{b:.4f}', rule.describe() if rule else '-', f'{a:.4f}',
+                       f'{a - b:+.4f}'])
+    table.add_row(['mean', f'{before.mean():.4f}', f'{sum(map(bool, rules))} classes',
+                   f'{after.mean():.4f}', f'{after.mean() - before.mean():+.4f}'])
+    print(table.get_string())
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     try:
         dumps = [ProbDump(d) for d in args.dumps]
         labels = load_labels(args.data_root, args.img_dir, args.ann_dir)
-        search = search_thresholds(dumps, labels, args.weights, make_grid(*args.grid))
+        search = search_thresholds(dumps, labels, args.weights, make_grid(*args.grid),
+                                   progress=True)
     except ValueError as e:  # dump, label and weight errors name their file
         raise SystemExit(str(e)) from None
     before = search.dice_at([BASELINE] * len(CLASSES))
@@ -58,8 +76,17 @@ def main(argv: list[str] | None = None) -> None:
     table.add_row(['mean', f'{before.mean():.4f}', '', f'{after.mean():.4f}',
                    f'{after.mean() - before.mean():+.4f}'])
     print(table.get_string())
-    save_thresholds(args.out, thresholds, dice_before=round(float(before.mean()), 6),
-                    dice_after=round(float(after.mean()), 6), images=search.count,
+    extra = {}
+    rules = None
+    if not args.no_postprocess:
+        # a second pass: the rules are chosen on the masks of the tuned thresholds
+        components = search_postprocess(dumps, labels, thresholds, args.weights, progress=True)
+        rules, unprocessed, processed = components.choose()
+        print_postprocess(rules, unprocessed, processed)
+        extra['dice_postprocessed'] = round(float(processed.mean()), 6)
+    save_thresholds(args.out, thresholds, postprocess=rules,
+                    dice_before=round(float(before.mean()), 6),
+                    dice_after=round(float(after.mean()), 6), **extra, images=search.count,
                     dumps=[str(d) for d in args.dumps])
     print(f'wrote {args.out} (tuned on {search.count} images; expect less gain on unseen '
           'images)')

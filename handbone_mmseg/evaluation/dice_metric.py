@@ -2,9 +2,9 @@
 import csv
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
+import torch
 from mmengine.evaluator import BaseMetric
 from mmengine.logging import MMLogger
 from mmseg.registry import METRICS
@@ -13,6 +13,7 @@ from prettytable import PrettyTable
 from ..fileio import atomic_open
 from ..functional.labels import unpack_labels
 from ..functional.metrics import DICE_EPS, dice_counts, dice_from_counts, mean_dice
+from ..functional.postprocess import Rule, apply_postprocess, rules_from_table
 from ..functional.probs import LEVELS, save_probs, write_index
 from ..functional.rle import rle_encode, write_submission
 
@@ -25,6 +26,10 @@ class MultiLabelDiceMetric(BaseMetric):
     gathering across DDP ranks stays small. Samples without ground truth (the unlabeled test
     split) are only written to the submission.
 
+    With ``postprocess`` each predicted mask is post-processed here, before the Dice counts
+    and the submission, so the tables and the CSV describe the same masks:
+    ``process(): [apply_postprocess()] -> dice_counts(), rle_encode(), save_probs()``.
+
     Args:
         eps: the smoothing term of the Dice definition.
         output_dir: if set, ``submission.csv`` for every evaluated image is written there
@@ -33,16 +38,19 @@ class MultiLabelDiceMetric(BaseMetric):
             ``handbone_mmseg.functional.probs``), with ``index.json`` at the end.
         prob_dtype: ``'uint8'`` or ``'uint16'`` quantisation of the saved probabilities.
         prob_scale: saved size as a fraction of the original, in (0, 1].
+        postprocess: per-class rules ``{class name: {'largest': bool, 'min_size': int}}``
+            (the ``"postprocess"`` section of a ``tools/tune_thresholds.py`` JSON); classes
+            left out are not post-processed. The saved probabilities are not affected.
         collect_device: ``'cpu'`` or ``'gpu'``, for gathering results across ranks.
         prefix: prefix of the metric names in the logs.
     """
 
-    default_prefix: Optional[str] = None
+    default_prefix: str | None = None
 
-    def __init__(self, eps: float = DICE_EPS, output_dir: Optional[str] = None,
-                 prob_dir: Optional[str] = None, prob_dtype: str = 'uint8',
-                 prob_scale: float = 1.0, collect_device: str = 'cpu',
-                 prefix: Optional[str] = None) -> None:
+    def __init__(self, eps: float = DICE_EPS, output_dir: str | None = None,
+                 prob_dir: str | None = None, prob_dtype: str = 'uint8',
+                 prob_scale: float = 1.0, postprocess: dict | None = None,
+                 collect_device: str = 'cpu', prefix: str | None = None) -> None:
         super().__init__(collect_device=collect_device, prefix=prefix)
         if not 0 < prob_scale <= 1:
             raise ValueError(f'prob_scale must lie in (0, 1], got {prob_scale}')
@@ -53,11 +61,31 @@ class MultiLabelDiceMetric(BaseMetric):
         self.prob_dir = prob_dir
         self.prob_dtype = prob_dtype
         self.prob_scale = prob_scale
+        self.postprocess = postprocess
+        self._rules: list[Rule | None] = []
+
+    @property
+    def dataset_meta(self) -> dict | None:
+        """The dataset's meta information; setting it resolves ``postprocess``."""
+        return self._dataset_meta
+
+    @dataset_meta.setter
+    def dataset_meta(self, dataset_meta: dict) -> None:
+        # the class names arrive here, before the first image: a rule for an unknown class
+        # stops the run now, not after the first inference
+        self._dataset_meta = dataset_meta
+        if self.postprocess is not None:
+            self._rules = rules_from_table(self.postprocess, tuple(dataset_meta['classes']),
+                                           'test_evaluator.postprocess')
 
     def process(self, data_batch: dict, data_samples: Sequence[dict]) -> None:
         """Reduce each prediction to per-class counts (and RLE strings when writing)."""
+        if self.postprocess is not None and self.dataset_meta is None:
+            raise ValueError('postprocess needs the class names: set dataset_meta first')
         for sample in data_samples:
             pred = sample['pred_sem_seg']['data'].bool()
+            if any(self._rules):
+                pred = torch.from_numpy(apply_postprocess(pred.cpu().numpy(), self._rules))
             result = dict(name=Path(sample['img_path']).name)
             if 'gt_sem_seg' in sample:
                 gt, valid = unpack_labels(sample['gt_sem_seg']['data'][0].to(pred.device),

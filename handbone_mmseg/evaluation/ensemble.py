@@ -1,6 +1,9 @@
-"""Ensembling and threshold tuning over probability dumps, one image at a time.
+"""Ensembling, threshold and post-processing tuning over probability dumps, one image at a
+time.
 
 Memory holds one image of one model plus an accumulator, however many images and models.
+Per image: ``load() -> soft_vote() / hard_vote() / pick_per_class() -> > thresholds ->
+apply_postprocess() -> dice_counts()`` (and RLE in ``tools/ensemble.py``).
 """
 import csv
 from collections.abc import Iterator, Sequence
@@ -12,9 +15,11 @@ from torch import Tensor
 
 from ..classes import CLASSES
 from ..functional.metrics import dice_counts
+from ..functional.postprocess import PostprocessSearch, Rule, apply_postprocess, check_rules
 from ..functional.probs import ProbDump, ProbDumpError, check_compatible
 from ..functional.thresholds import DEFAULT_GRID, ThresholdSearch, check_thresholds
 from ..functional.voting import hard_vote, pick_per_class, soft_vote
+from ..utils.progress import track
 from .scoring import gt_masks
 
 METHODS = ('soft', 'hard', 'best')
@@ -66,7 +71,8 @@ def _prepare(dumps: Sequence[ProbDump], weights: Sequence[float] | None,
 def iter_ensemble(dumps: Sequence[ProbDump], weights: Sequence[float] | None = None,
                   thresholds: Sequence[float] | None = None, method: str = 'soft',
                   vote_threshold: float = 0.5, choice: Sequence[int] | None = None,
-                  labels: dict[str, dict] | None = None
+                  labels: dict[str, dict] | None = None,
+                  postprocess: Sequence[Rule | None] | None = None, progress: bool = False
                   ) -> Iterator[tuple[str, Tensor, np.ndarray | None]]:
     """Yield ``(image name, (C, H, W) bool masks, counts)`` per image.
 
@@ -81,6 +87,10 @@ def iter_ensemble(dumps: Sequence[ProbDump], weights: Sequence[float] | None = N
         choice: per class the index of the model to use, for ``'best'``.
         labels: ``load_labels`` entries; with them ``counts`` is the (M + 1, C, 3) Dice
             counts of each model and, last, of the ensemble, else None.
+        postprocess: per class a rule or None (``load_postprocess``), applied to the
+            ensemble's masks after the vote, so also to its counts; each model's counts are
+            of its thresholded probabilities alone.
+        progress: draw a progress bar on a terminal (``utils.progress.track``).
 
     Raises:
         ProbDumpError, ValueError: mismatched dumps, weights, thresholds or choice, checked
@@ -92,6 +102,8 @@ def iter_ensemble(dumps: Sequence[ProbDump], weights: Sequence[float] | None = N
     thr = torch.as_tensor(check_thresholds(
         [0.5] * len(CLASSES) if thresholds is None else thresholds), dtype=torch.float32)
     thr = thr.view(-1, 1, 1)
+    rules = check_rules([None] * len(CLASSES) if postprocess is None else postprocess,
+                        len(CLASSES))
     if method == 'best':
         if choice is None or len(choice) != len(CLASSES) or \
                 any(not 0 <= c < len(dumps) for c in choice):
@@ -99,7 +111,7 @@ def iter_ensemble(dumps: Sequence[ProbDump], weights: Sequence[float] | None = N
                              f'class, got {choice}')
     elif method == 'hard' and not 0 < vote_threshold <= 1:
         raise ValueError(f'vote threshold must lie in (0, 1], got {vote_threshold}')
-    for name in dumps[0].names:
+    for name in track(dumps[0].names, description='ensemble', enabled=None if progress else False):
         gt = None if labels is None else gt_masks(labels[name])
         counts: list[np.ndarray] = []
 
@@ -116,6 +128,8 @@ def iter_ensemble(dumps: Sequence[ProbDump], weights: Sequence[float] | None = N
             masks = hard_vote((prob > thr for prob in views()), weights, vote_threshold)
         else:
             masks = pick_per_class(views(), choice) > thr
+        if any(rules):
+            masks = torch.from_numpy(apply_postprocess(masks.numpy(), rules))
         if gt is None:
             yield name, masks, None
         else:
@@ -125,11 +139,26 @@ def iter_ensemble(dumps: Sequence[ProbDump], weights: Sequence[float] | None = N
 
 def search_thresholds(dumps: Sequence[ProbDump], labels: dict[str, dict],
                       weights: Sequence[float] | None = None,
-                      grid: Sequence[float] = DEFAULT_GRID) -> ThresholdSearch:
-    """Per-class Dice at every grid threshold of the dumps' soft vote against ``labels``."""
+                      grid: Sequence[float] = DEFAULT_GRID,
+                      progress: bool = False) -> ThresholdSearch:
+    """Per-class Dice at every grid threshold of the dumps' soft vote against ``labels``
+    (``progress``: a bar on a terminal)."""
     weights = _prepare(dumps, weights, labels)
     search = ThresholdSearch(grid, len(CLASSES))
-    for name in dumps[0].names:
+    for name in track(dumps[0].names, description='thresholds',
+                      enabled=None if progress else False):
         prob = soft_vote((dump.load(name) for dump in dumps), weights)
         search.add(prob, gt_masks(labels[name]))
+    return search
+
+
+def search_postprocess(dumps: Sequence[ProbDump], labels: dict[str, dict],
+                       thresholds: Sequence[float], weights: Sequence[float] | None = None,
+                       progress: bool = False) -> PostprocessSearch:
+    """Component statistics of the dumps' soft vote at ``thresholds`` against ``labels``:
+    the masks ``tools/ensemble.py`` writes, before post-processing (``progress``: a bar)."""
+    check_labels(dumps[0], labels)
+    search = PostprocessSearch(len(CLASSES))
+    for name, masks, _ in iter_ensemble(dumps, weights, thresholds, progress=progress):
+        search.add(masks.numpy(), gt_masks(labels[name]).numpy())
     return search
