@@ -2,7 +2,7 @@
 
 :func:`generate_phantom` writes train images with their polygon JSONs, unlabelled test images
 and, on request, the test labels in a folder of their own, in the layout and JSON schema of
-``HANDBONE_FORMAT.md``, so that every tool of the project runs without the (non-public) real
+``docs/format.md``, so that every tool of the project runs without the (non-public) real
 data. Each patient has a right and a left hand: the same bone geometry, mirrored, in two
 independent random poses (scale, arm rotation, bent wrist, finger spread, position).
 
@@ -36,6 +36,7 @@ import cv2
 import numpy as np
 
 from .classes import CLASSES
+from .utils.progress import track
 
 __all__ = ['generate_phantom']
 
@@ -304,7 +305,7 @@ def _check_int(name: str, value: object, low: int) -> None:
 
 def generate_phantom(out_dir: str | Path, patients: int, size: int = 2048, seed: int = 0,
                      test_patients: int | None = None, test_labels: bool = False,
-                     workers: int = 1) -> dict:
+                     workers: int = 1, progress: bool = False) -> dict:
     """Write a synthetic hand-bone data set in the layout of the real one.
 
     Args:
@@ -316,6 +317,7 @@ def generate_phantom(out_dir: str | Path, patients: int, size: int = 2048, seed:
         test_patients: Test patients, IDs after the train ones; default ``max(1, patients // 4)``.
         test_labels: Also write the test JSONs, apart from the test images.
         workers: Processes rendering images in parallel; 1 renders in this process.
+        progress: Show a progress bar (only where stderr is a terminal).
 
     Returns:
         Counts and folders: ``root``, ``train_dir``, ``test_dir``, ``test_labels_dir`` (None
@@ -341,14 +343,15 @@ def generate_phantom(out_dir: str | Path, patients: int, size: int = 2048, seed:
         case.image_path.parent.mkdir(parents=True, exist_ok=True)
         if case.json_path is not None:
             case.json_path.parent.mkdir(parents=True, exist_ok=True)
+    bar = dict(total=len(cases), description='phantom', enabled=None if progress else False)
     if workers == 1:
-        for case in cases:
+        for case in track(cases, **bar):
             _write_case(case)
     else:
         # One OpenCV thread per worker: the pool already keeps the cores busy.
         pool = multiprocessing.get_context().Pool(min(workers, len(cases)), cv2.setNumThreads, (1,))
         with pool:
-            for _ in pool.imap_unordered(_write_case, cases):
+            for _ in track(pool.imap_unordered(_write_case, cases), **bar):
                 pass
     return {
         'root': str(root),

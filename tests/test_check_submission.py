@@ -4,11 +4,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import load_tool
-
 from handbone_mmseg.classes import CLASSES
 from handbone_mmseg.evaluation.submission_check import check_submission
 from handbone_mmseg.functional.rle import rle_decode, rle_encode, write_submission
+
+from conftest import load_tool
 
 SHAPE = (8, 8)  # 64 pixels
 HEADER = 'image_name,class,rle\n'
@@ -161,7 +161,7 @@ def test_test_dir_problems(tmp_path):
         f'{path}: test dir {absent} does not exist or is not a directory']
     (tmp_path / 'empty').mkdir()
     assert check_submission(path, tmp_path / 'empty', shape=SHAPE) == [
-        f'{path}: no *.png files under test dir {tmp_path / "empty"}']
+        f'{path}: no image files (.png, .dcm, .dicom) under test dir {tmp_path / "empty"}']
 
 
 def test_missing_file(tmp_path):

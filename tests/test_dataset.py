@@ -4,9 +4,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import all_bones, square, write_case
 from handbone_mmseg.datasets import HandBoneDataset, LoadXrayFromFile, patient_folds
 from handbone_mmseg.functional import AnnotationError
+
+from conftest import all_bones, square, write_case
 
 LABELED = dict(img_path='train/DCM', seg_map_path='train/outputs_json')
 
@@ -136,7 +137,8 @@ def test_skip_invalid_warns_and_drops(tiny_root):
 
 @pytest.mark.parametrize('prefix, message', [
     (dict(img_path='nowhere/DCM', seg_map_path='train/outputs_json'), 'image folder not found'),
-    (dict(img_path='empty', seg_map_path='train/outputs_json'), 'no .png image files found'),
+    (dict(img_path='empty', seg_map_path='train/outputs_json'),
+     'no .png/.dcm/.dicom image files found'),
 ])
 def test_wrong_or_empty_root(tiny_root, prefix, message):
     (tiny_root / 'empty').mkdir()

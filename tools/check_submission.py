@@ -4,20 +4,12 @@ Lists every problem (header, fields, class order, repeated images, RLE runs, ima
 the test folder), one per line, without decoding masks; exits 1 if there is any.
 """
 import argparse
-import os.path as osp
 import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-from handbone_mmseg.classes import CLASSES  # noqa: E402
-from handbone_mmseg.evaluation.submission_check import check_submission  # noqa: E402
-from handbone_mmseg.functional.rle import iter_submission  # noqa: E402
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f'must be a positive size, got {value}')
-    return value
+from handbone_mmseg.classes import CLASSES
+from handbone_mmseg.cli import positive_int
+from handbone_mmseg.evaluation.submission_check import check_submission
+from handbone_mmseg.functional.rle import iter_submission
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -27,14 +19,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         '--test-dir', metavar='DIR',
         help='folder searched recursively for *.png test images; the CSV must name exactly '
         'these images')
-    parser.add_argument('--size', nargs=2, type=_positive_int, default=[2048, 2048],
+    parser.add_argument('--size', nargs=2, type=positive_int, default=[2048, 2048],
                         metavar=('H', 'W'), help='image height and width (default: 2048 2048)')
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    problems = check_submission(args.submission, args.test_dir, tuple(args.size))
+    problems = check_submission(args.submission, args.test_dir, tuple(args.size),
+                                progress=True)
     for problem in problems:
         print(problem)
     if problems:

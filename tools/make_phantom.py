@@ -4,14 +4,8 @@ Same layout and JSON schema as the real data (``train/``, ``test/``, and ``test_
 ``--test-labels``); see ``handbone_mmseg.phantom`` for what is drawn.
 """
 import argparse
-import importlib.util
-import os.path as osp
-import sys
 
-# Run from a checkout without `pip install -e .` as well; an installed package wins.
-if importlib.util.find_spec('handbone_mmseg') is None:
-    sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-from handbone_mmseg.phantom import generate_phantom  # noqa: E402
+from handbone_mmseg.phantom import generate_phantom
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -33,7 +27,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     summary = generate_phantom(args.out, args.patients, size=args.size, seed=args.seed,
                                test_patients=args.test_patients, test_labels=args.test_labels,
-                               workers=args.workers)
+                               workers=args.workers, progress=True)
     labels = summary['test_labels_dir']
     print(f"phantom: {summary['train_images']} train images ({summary['train_patients']} "
           f"patients), {summary['test_images']} test images ({summary['test_patients']} patients"

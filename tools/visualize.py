@@ -6,21 +6,13 @@ per-image Dice histogram, and ``report.html``, a static page showing them all wi
 per-class Dice table. Open the page from anywhere: it links its files by relative path.
 """
 import argparse
-import os.path as osp
 import sys
 from pathlib import Path
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-from handbone_mmseg.functional.annotations import AnnotationError  # noqa: E402
-from handbone_mmseg.functional.rle import SubmissionError  # noqa: E402
-from handbone_mmseg.visualization.report import ReportError, write_report  # noqa: E402
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f'must be at least 1, got {value}')
-    return value
+from handbone_mmseg.cli import positive_int
+from handbone_mmseg.functional.annotations import AnnotationError
+from handbone_mmseg.functional.rle import SubmissionError
+from handbone_mmseg.visualization.report import ReportError, write_report
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -37,7 +29,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     chosen = parser.add_mutually_exclusive_group()
     chosen.add_argument('--images', nargs='+', metavar='NAME',
                         help='image file names to draw, e.g. image1661319116107.png')
-    chosen.add_argument('--worst', type=_positive_int, default=8, metavar='N',
+    chosen.add_argument('--worst', type=positive_int, default=8, metavar='N',
                         help='draw the N images of lowest Dice (needs --ann-dir; default: 8)')
     parser.add_argument('--max-size', type=int, default=1024, metavar='PX',
                         help='longest side of each picture panel; 0 keeps the original size '
@@ -55,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         page = write_report(args.submission, args.data_root, args.img_dir, out,
                             ann_dir=args.ann_dir, images=args.images, worst=args.worst,
-                            max_size=args.max_size or None)
+                            max_size=args.max_size or None, progress=True)
     except (ReportError, SubmissionError, AnnotationError, OSError) as e:
         raise SystemExit(f'error: {e}') from None
     print(f'report: {page}')

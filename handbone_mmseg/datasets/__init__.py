@@ -1,5 +1,5 @@
 from .handbone import HandBoneDataset, patient_folds
-from .transforms import LoadMultiLabelAnnotations, LoadXrayFromFile
+from .transforms import LoadMultiLabelAnnotations, LoadXrayFromFile, RandomElasticDeform
 
 __all__ = ['HandBoneDataset', 'patient_folds', 'LoadMultiLabelAnnotations',
-           'LoadXrayFromFile']
+           'LoadXrayFromFile', 'RandomElasticDeform']

@@ -1,5 +1,6 @@
 """The hand-bone X-ray dataset: image/JSON pairing, validation and patient-grouped folds."""
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -7,7 +8,8 @@ from mmseg.datasets import BaseSegDataset
 from mmseg.registry import DATASETS
 
 from ..classes import CLASSES, PALETTE
-from ..functional.annotations import AnnotationError, parse_annotation, read_png_size
+from ..functional.annotations import AnnotationError, parse_annotation
+from ..io.images import DATASET_SUFFIXES, find_images, read_image_size
 
 SPLITS = ('train', 'val', 'all')
 
@@ -25,7 +27,7 @@ def patient_folds(patients: list[str], n_folds: int, seed: int = 0) -> dict[str,
 
 @DATASETS.register_module()
 class HandBoneDataset(BaseSegDataset):
-    """Hand-bone X-rays with polygon JSONs, as laid out in HANDBONE_FORMAT.md.
+    """Hand-bone X-rays with polygon JSONs, as laid out in docs/format.md.
 
     Images under ``data_prefix['img_path']`` pair with JSONs under
     ``data_prefix['seg_map_path']`` by relative path without extension. Without a
@@ -38,9 +40,10 @@ class HandBoneDataset(BaseSegDataset):
             image root (``IDxxx``).
         fold: the validation fold, ``0 <= fold < n_folds``.
         fold_seed: seed of the patient shuffle that defines the folds.
-        skip_invalid: warn and drop unusable labeled images (missing JSON, bad JSON or PNG
-            header) instead of raising. A JSON without its image always raises.
-        img_suffix: image file extension.
+        skip_invalid: warn and drop unusable labeled images (missing JSON, bad JSON, PNG
+            header or DICOM) instead of raising. A JSON without its image always raises.
+        img_suffix: image file extension, or several: PNG and DICOM (``.dcm``) by default,
+            side by side in one tree (any case). Two images of one name are an error.
         seg_map_suffix: annotation file extension.
         data_prefix: ``img_path`` and optional ``seg_map_path``, relative to ``data_root``.
     """
@@ -53,7 +56,7 @@ class HandBoneDataset(BaseSegDataset):
                  fold: int = 0,
                  fold_seed: int = 0,
                  skip_invalid: bool = False,
-                 img_suffix: str = '.png',
+                 img_suffix: str | Sequence[str] = DATASET_SUFFIXES,
                  seg_map_suffix: str = '.json',
                  data_prefix: dict = dict(img_path='DCM', seg_map_path='outputs_json'),
                  **kwargs) -> None:
@@ -67,15 +70,21 @@ class HandBoneDataset(BaseSegDataset):
         super().__init__(img_suffix=img_suffix, seg_map_suffix=seg_map_suffix,
                          data_prefix=data_prefix, **kwargs)
 
-    def _find(self, root: Path, suffix: str, what: str) -> dict[str, Path]:
+    def _find(self, root: Path, suffix: str | Sequence[str], what: str) -> dict[str, Path]:
         """Map relative path without extension to file, for every ``suffix`` file under root."""
         if not root.is_dir():
             raise FileNotFoundError(f'{root}: {what} folder not found '
                                     f'(data_root={self.data_root!r})')
-        files = {p.relative_to(root).as_posix()[:-len(suffix)]: p
-                 for p in sorted(root.rglob(f'*{suffix}')) if p.is_file()}
+        suffixes = (suffix, ) if isinstance(suffix, str) else tuple(suffix)
+        files: dict[str, Path] = {}
+        for p in find_images(root, suffixes):
+            key = p.relative_to(root).as_posix()[:-len(p.suffix)]
+            if key in files:  # image.png beside image.dcm: which one is labeled?
+                raise AnnotationError(f'{p}: {files[key].name} has the same name; keep one '
+                                      f'{what} per name')
+            files[key] = p
         if not files:
-            raise FileNotFoundError(f'{root}: no {suffix} {what} files found')
+            raise FileNotFoundError(f'{root}: no {"/".join(suffixes)} {what} files found')
         return files
 
     def _reject(self, message: str) -> None:
@@ -92,8 +101,11 @@ class HandBoneDataset(BaseSegDataset):
         orphans = sorted(anns.keys() - images.keys())
         if orphans:
             key = orphans[0]
+            suffixes = (self.img_suffix, ) if isinstance(self.img_suffix, str) \
+                else self.img_suffix
             raise AnnotationError(f'{anns[key]}: annotation has no image '
-                                  f'{key}{self.img_suffix} under {self.data_prefix["img_path"]}')
+                                  f'{key}{"/".join(suffixes)} under '
+                                  f'{self.data_prefix["img_path"]}')
 
         patients = {key: key.split('/', 1)[0] for key in images}
         folds = patient_folds(list(patients.values()), self.n_folds, self.fold_seed) \
@@ -106,8 +118,8 @@ class HandBoneDataset(BaseSegDataset):
             info = dict(img_path=str(img_path), name=img_path.name, patient=patients[key],
                         label_map=self.label_map, reduce_zero_label=False, seg_fields=[])
             try:
-                shape = read_png_size(img_path)
-                info['ori_shape'] = shape  # from the PNG header; decoding confirms it
+                shape = read_image_size(img_path)
+                info['ori_shape'] = shape  # from the PNG or DICOM header; decoding confirms it
                 if labeled:
                     if key not in anns:
                         raise AnnotationError(f'{img_path}: image has no annotation '

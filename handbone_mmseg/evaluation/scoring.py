@@ -70,7 +70,7 @@ def score_submission(submission: str | Path, data_root: str | Path, img_dir: str
     Memory stays at one image's masks however many images there are.
 
     Returns:
-        ``(per_class, mean, n_images)`` as in HANDBONE_FORMAT.md.
+        ``(per_class, mean, n_images)`` as in docs/format.md.
 
     Raises:
         SubmissionError: malformed CSV, unknown or missing images; names file and image.

@@ -1,13 +1,14 @@
-"""List every problem of a submission CSV (format in HANDBONE_FORMAT.md), streaming."""
+"""List every problem of a submission CSV (format in docs/format.md), streaming."""
 import csv
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-
 from ..classes import CLASSES
 from ..functional.rle import SUBMISSION_HEADER, parse_rle
+from ..io.images import DATASET_SUFFIXES, find_images
+from ..utils.progress import track
 
 _LISTED_NAMES = 5  # names shown per missing/unexpected image list
 
@@ -26,7 +27,8 @@ class _Block:
 
 def check_submission(path: str | Path, test_dir: str | Path | None = None,
                      shape: tuple[int, int] = (2048, 2048),
-                     classes: tuple[str, ...] = CLASSES, max_problems: int = 50) -> list[str]:
+                     classes: tuple[str, ...] = CLASSES, max_problems: int = 50,
+                     progress: bool = False) -> list[str]:
     """List the problems of a submission CSV, one line each, not stopping at the first.
 
     Unlike ``iter_submission`` it goes on after a problem, and it checks RLE strings on their
@@ -34,11 +36,12 @@ def check_submission(path: str | Path, test_dir: str | Path | None = None,
 
     Args:
         path: the submission CSV.
-        test_dir: if given, the CSV must name exactly the ``*.png`` files found recursively
-            under it, by base name.
+        test_dir: if given, the CSV must name exactly the images that the data set finds
+            under it (``io.images.find_images``: PNG and DICOM, any case), by base name.
         shape: ``(H, W)`` of every image; runs must end within ``H * W`` pixels.
         classes: class names, in the order of each image's rows.
         max_problems: problems listed; the rest are only counted, in one last line.
+        progress: count the rows read on a progress bar (only where stderr is a terminal).
 
     Returns:
         Problem lines starting with ``{path}:{line_no}:``, or ``{path}:`` for the whole file;
@@ -57,7 +60,7 @@ def check_submission(path: str | Path, test_dir: str | Path | None = None,
     path = Path(path)
     problems: list[str] = []
     skipped = 0
-    for problem in _iter_problems(path, test_dir, shape, classes):
+    for problem in _iter_problems(path, test_dir, shape, classes, progress):
         if len(problems) < max_problems:
             problems.append(problem)
         else:
@@ -68,7 +71,7 @@ def check_submission(path: str | Path, test_dir: str | Path | None = None,
 
 
 def _iter_problems(path: Path, test_dir: str | Path | None, shape: tuple[int, int],
-                   classes: tuple[str, ...]) -> Iterator[str]:
+                   classes: tuple[str, ...], progress: bool = False) -> Iterator[str]:
     """Yield every problem, in the order found; the test-dir comparison comes last."""
     test_names = None
     if test_dir is not None:
@@ -76,9 +79,10 @@ def _iter_problems(path: Path, test_dir: str | Path | None, shape: tuple[int, in
         if not test_dir.is_dir():
             yield f'{path}: test dir {test_dir} does not exist or is not a directory'
         else:
-            test_names = {png.name for png in test_dir.rglob('*.png')}
+            test_names = {p.name for p in find_images(test_dir, DATASET_SUFFIXES)}
             if not test_names:
-                yield f'{path}: no *.png files under test dir {test_dir}'
+                yield (f'{path}: no image files ({", ".join(DATASET_SUFFIXES)}) under test '
+                       f'dir {test_dir}')
     try:
         # Strict UTF-8: a BOM shows up in the header check, other bad bytes stop the check.
         f = open(path, newline='', encoding='utf-8')
@@ -87,7 +91,7 @@ def _iter_problems(path: Path, test_dir: str | Path | None, shape: tuple[int, in
         return
     with f:
         try:
-            csv_names = yield from _iter_row_problems(path, f, shape, classes)
+            csv_names = yield from _iter_row_problems(path, f, shape, classes, progress)
         except UnicodeDecodeError as e:
             yield f'{path}: not UTF-8 text ({e.reason}), check stopped there'
             return
@@ -103,9 +107,10 @@ def _iter_problems(path: Path, test_dir: str | Path | None, shape: tuple[int, in
 
 
 def _iter_row_problems(path: Path, f: TextIO, shape: tuple[int, int],
-                       classes: tuple[str, ...]) -> Generator[str, None, set[str]]:
+                       classes: tuple[str, ...], progress: bool = False
+                       ) -> Generator[str, None, set[str]]:
     """Yield the problems of header and rows; return the image names met."""
-    records = _records(f)
+    records = track(_records(f), description='rows', enabled=None if progress else False)
     first = next(records, None)
     if first is None:
         yield f'{path}: empty file'

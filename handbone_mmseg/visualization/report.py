@@ -19,6 +19,8 @@ from ..evaluation.scoring import gt_masks, iter_dice_counts, load_labels
 from ..fileio import atomic_open
 from ..functional.metrics import dice_from_counts
 from ..functional.rle import SubmissionError, decode_image, iter_submission
+from ..io.images import read_image
+from ..utils.progress import track
 from .overlay import ERROR_LEGEND, draw_panels, write_png
 
 if TYPE_CHECKING:
@@ -63,7 +65,7 @@ class DiceTable:
 
     @property
     def mean(self) -> float:
-        """The score of HANDBONE_FORMAT.md: per-class Dice averaged over classes."""
+        """The score of docs/format.md: per-class Dice averaged over classes."""
         return float(self.per_class.mean())
 
 
@@ -106,10 +108,13 @@ def ground_truth(info: dict) -> np.ndarray:
     return gt_masks(info).numpy()
 
 
-def score(submission: str | Path, images: ImageIndex) -> DiceTable:
-    """Per-image, per-class Dice of a submission against labeled ``images``."""
+def score(submission: str | Path, images: ImageIndex, progress: bool = False) -> DiceTable:
+    """Per-image, per-class Dice of a submission against labeled ``images`` (with a
+    progress bar where stderr is a terminal, if ``progress``)."""
     names, counts = [], []
-    for name, image_counts in iter_dice_counts(submission, images.infos):
+    for name, image_counts in track(iter_dice_counts(submission, images.infos),
+                                    total=len(images.infos), description='score',
+                                    enabled=None if progress else False):
         names.append(name)
         counts.append(image_counts)
     return DiceTable(names, np.stack(counts))
@@ -122,19 +127,23 @@ def worst_images(table: DiceTable, n: int) -> list[str]:
 
 
 def read_rgb(info: dict) -> np.ndarray:
-    """The image of a data info as (H, W, 3) uint8 RGB; grey files become three channels."""
+    """The image of a data info (PNG or DICOM) as (H, W, 3) uint8 RGB; grey files become
+    three channels."""
     path = info['img_path']
-    image = cv2.imread(path, cv2.IMREAD_COLOR)
-    if image is None:
-        raise ReportError(f'{path}: cannot decode image')
+    try:
+        image, _ = read_image(path)
+    except ValueError as e:
+        raise ReportError(str(e)) from None
     if image.shape[:2] != tuple(info['ori_shape']):
         raise ReportError(f'{path}: decoded {image.shape[:2]}, header says {info["ori_shape"]}')
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 def draw_images(submission: str | Path, images: ImageIndex, names: Sequence[str],
-                out_dir: str | Path, max_size: int | None = 1024) -> dict[str, Path]:
-    """Write ``out_dir/<stem>.png`` for each of ``names``: panels as in ``draw_panels``.
+                out_dir: str | Path, max_size: int | None = 1024,
+                progress: bool = False) -> dict[str, Path]:
+    """Write ``out_dir/<stem>.png`` for each of ``names``: panels as in ``draw_panels``
+    (with a progress bar where stderr is a terminal, if ``progress``).
 
     Labeled images get prediction | ground truth | errors, unlabeled ones the prediction.
 
@@ -150,7 +159,9 @@ def draw_images(submission: str | Path, images: ImageIndex, names: Sequence[str]
     for name in names:
         images.get(name, submission)
     written = {}
-    for name, rles in iter_submission(submission):
+    rows = track(iter_submission(submission), total=len(images.infos), description='draw',
+                 enabled=None if progress else False)
+    for name, rles in rows:
         info = images.get(name, submission)  # a foreign image means the wrong folder
         if name not in wanted:
             continue
@@ -177,16 +188,25 @@ def _lower_limit(values: np.ndarray) -> float:
 
 def plot_class_dice(per_class: np.ndarray, path: str | Path, classes: Sequence[str] = CLASSES,
                     palette: Sequence[Sequence[int]] = PALETTE) -> None:
-    """Horizontal bar per class in its palette colour, with the mean; an 800x800 PNG."""
+    """Horizontal bar per class in its palette colour, with its value and the mean; an
+    800x800 PNG.
+
+    The axis starts at 0, so every bar shows: cut at 0.5 (as it once was), a class at 0.51
+    was an empty bar. The value written at each bar's end tells apart the classes near 1
+    that bar lengths cannot.
+    """
     # Imported here: the plugin's import (every config load) stays free of matplotlib.
     from matplotlib.figure import Figure
     figure = Figure(figsize=(8, 8), dpi=100)
     ax = figure.subplots()
     rows = np.arange(len(classes))
-    ax.barh(rows, per_class, color=np.asarray(palette) / 255, edgecolor='black', linewidth=0.5)
+    bars = ax.barh(rows, per_class, color=np.asarray(palette) / 255, edgecolor='black',
+                   linewidth=0.5)
+    ax.bar_label(bars, labels=[f'{v:.4f}' for v in per_class], padding=2, fontsize=7)
     ax.set_yticks(rows, classes, fontsize=8)
     ax.invert_yaxis()
-    ax.set_xlim(_lower_limit(per_class), 1.0)
+    ax.set_xlim(0.0, 1.12)  # room for the values right of a bar at 1.0
+    ax.set_xticks(np.linspace(0, 1, 11))
     ax.axvline(per_class.mean(), color='black', linestyle='--',
                label=f'mean {per_class.mean():.4f}')
     ax.set_xlabel('Dice, mean over images')
@@ -286,7 +306,7 @@ def render_html(title: str, facts: Sequence[tuple[str, str]], table: DiceTable |
 def write_report(submission: str | Path, data_root: str | Path, img_dir: str,
                  out_dir: str | Path, ann_dir: str | None = None,
                  images: Sequence[str] | None = None, worst: int = 8,
-                 max_size: int | None = 1024) -> Path:
+                 max_size: int | None = 1024, progress: bool = False) -> Path:
     """Pictures, charts (labeled data) and ``report.html`` for a submission, in ``out_dir``.
 
     Args:
@@ -298,6 +318,7 @@ def write_report(submission: str | Path, data_root: str | Path, img_dir: str,
         images: image names to draw; None draws the ``worst`` images by Dice (labeled data).
         worst: how many of the worst images to draw when ``images`` is None.
         max_size: longest side of each picture panel in pixels (None: original size).
+        progress: progress bars for scoring and drawing (only where stderr is a terminal).
 
     Returns:
         The path of ``report.html``.
@@ -315,7 +336,7 @@ def write_report(submission: str | Path, data_root: str | Path, img_dir: str,
     facts = [('submission', str(submission)), ('images', str(Path(data_root) / img_dir))]
     table, charts = None, []
     if ann_dir is not None:
-        table = score(submission, index)
+        table = score(submission, index, progress)
         plot_class_dice(table.per_class, out_dir / CLASS_CHART)
         plot_image_dice(table.per_image, out_dir / IMAGE_CHART)
         charts = [CLASS_CHART, IMAGE_CHART]
@@ -327,7 +348,7 @@ def write_report(submission: str | Path, data_root: str | Path, img_dir: str,
             raise ReportError('unlabeled images: name the images to draw (no Dice to pick '
                               'the worst without labels)')
         images, heading = worst_images(table, worst), f'The {worst} worst images by Dice'
-    drawn = draw_images(submission, index, images, out_dir / PICTURE_DIR, max_size)
+    drawn = draw_images(submission, index, images, out_dir / PICTURE_DIR, max_size, progress)
     pictures = {name: path.relative_to(out_dir).as_posix() for name, path in drawn.items()}
     page = render_html('Hand-bone segmentation report', facts, table, charts, pictures,
                        heading)

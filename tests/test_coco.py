@@ -1,0 +1,214 @@
+"""COCO both ways: round trips, pycocotools agreement, categories by name, bad files."""
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from pycocotools import mask as mask_utils
+
+from handbone_mmseg.classes import CLASSES, NUM_CLASSES
+from handbone_mmseg.datasets import HandBoneDataset
+from handbone_mmseg.functional.labels import rasterize_polygons, unpack_labels
+from handbone_mmseg.functional.rle import read_submission, rle_encode, write_submission
+from handbone_mmseg.io.coco import (
+    CocoError,
+    CocoWriter,
+    coco_categories,
+    mask_to_polygons,
+    mask_to_rle,
+    read_coco,
+    segmentation_to_mask,
+    submission_to_coco,
+)
+from handbone_mmseg.phantom import generate_phantom
+
+from conftest import load_tool
+
+SIZE = 160
+
+
+@pytest.fixture(scope='module')
+def phantom(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp('coco')
+    generate_phantom(root, patients=1, size=SIZE, seed=3, test_patients=1)
+    return root
+
+
+def labels(root: Path, img_dir: str = 'train/DCM', ann_dir: str = 'train/outputs_json'
+           ) -> dict[str, np.ndarray]:
+    """Relative image path -> (C, H, W) bool masks of its polygons."""
+    dataset = HandBoneDataset(data_root=str(root), pipeline=[], serialize_data=False,
+                              data_prefix=dict(img_path=img_dir, seg_map_path=ann_dir))
+    out = {}
+    for info in dataset.data_list:
+        label = rasterize_polygons(info['polygons'], info['ori_shape'])
+        key = Path(info['img_path']).relative_to(root / img_dir).as_posix()
+        out[key] = unpack_labels(torch.from_numpy(label), NUM_CLASSES)[0].numpy()
+    return out
+
+
+def blobs(shape=(40, 50), seed=0) -> np.ndarray:
+    """Random smooth blobs touching the frame's edges, without holes."""
+    rng = np.random.default_rng(seed)
+    mask = np.zeros(shape, np.uint8)
+    for _ in range(4):
+        centre = (int(rng.integers(0, shape[1])), int(rng.integers(0, shape[0])))
+        cv2.ellipse(mask, centre, (int(rng.integers(2, 12)), int(rng.integers(2, 9))),
+                    float(rng.uniform(0, 180)), 0, 360, 1, -1)
+    mask[0, :3] = 1  # corner pixels: runs at the frame's start
+    mask[-1, -1] = 1  # a one-pixel part at the end
+    return mask.astype(bool)
+
+
+def test_rle_export_decodes_to_our_mask():
+    mask = blobs()
+    rle = mask_to_rle(mask)
+    assert isinstance(rle['counts'], str) and rle['size'] == [40, 50]
+    decoded = mask_utils.decode(dict(rle, counts=rle['counts'].encode()))
+    np.testing.assert_array_equal(decoded.astype(bool), mask)
+    json.dumps(rle)  # JSON-ready
+
+
+def test_traced_polygons_fill_back_to_the_mask():
+    mask = blobs(seed=1)
+    polygons, holes = mask_to_polygons(mask)
+    assert holes == 0
+    label = rasterize_polygons([(0, p) for p in polygons], mask.shape)
+    np.testing.assert_array_equal(label != 0, mask)
+
+
+def test_holes_are_counted_and_filled():
+    mask = np.zeros((20, 20), bool)
+    mask[2:15, 2:15] = True
+    mask[6:9, 6:9] = False
+    polygons, holes = mask_to_polygons(mask)
+    assert holes == 1 and len(polygons) == 1
+
+
+def uncompressed(mask: np.ndarray) -> dict:
+    """CVAT's RLE: column-major run lengths, starting with a background run."""
+    flat = mask.ravel(order='F').astype(np.int8)
+    change = np.flatnonzero(np.diff(np.concatenate([[0], flat, [1 - flat[-1]]])))
+    counts = np.diff(np.concatenate([[0], change]))
+    return dict(size=list(mask.shape), counts=counts.tolist()[:-1] if counts[-1] == 0
+                else counts.tolist())
+
+
+@pytest.mark.parametrize('kind', ['compressed', 'uncompressed'])
+def test_rle_segmentations_are_read(kind):
+    mask = blobs(seed=2)
+    seg = mask_to_rle(mask) if kind == 'compressed' else uncompressed(mask)
+    np.testing.assert_array_equal(segmentation_to_mask(seg, *mask.shape), mask)
+
+
+def test_labels_round_trip_through_coco(phantom, tmp_path):
+    convert = load_tool('convert_coco')
+    coco = tmp_path / 'labels.coco.json'
+    convert.main(['to-coco', '--data-root', str(phantom), '--out', str(coco)])
+    data = json.loads(coco.read_text())
+    assert data['categories'] == coco_categories()
+    assert all(isinstance(a['segmentation'], list) for a in data['annotations'])
+    out = tmp_path / 'back'
+    convert.main(['from-coco', str(coco), '--images', str(phantom / 'train' / 'DCM'),
+                  '--out', str(out)])
+    before, after = labels(phantom), labels(out, 'DCM', 'outputs_json')
+    assert before.keys() == after.keys() and len(before) == 2
+    for key in before:
+        np.testing.assert_array_equal(after[key], before[key])
+    # the points themselves come back (half a pixel there and back)
+    original = next((phantom / 'train' / 'outputs_json').rglob('*.json'))
+    again = out / 'outputs_json' / original.relative_to(phantom / 'train' / 'outputs_json')
+    points = [a['points'] for a in json.loads(original.read_text())['annotations']]
+    assert [a['points'] for a in json.loads(again.read_text())['annotations']] == points
+
+
+def test_pycocotools_fills_our_polygons_inside_ours(phantom):
+    # Our fill (cv2.fillPoly, pixel centres at integers) covers every pixel the outline
+    # touches; pycocotools takes the pixels whose centre (at half-integers) lies inside. With
+    # the half-pixel shift its mask lies inside ours for every bone; without it, it spills.
+    info = HandBoneDataset(data_root=str(phantom), pipeline=[], serialize_data=False,
+                           data_prefix=dict(img_path='train/DCM',
+                                            seg_map_path='train/outputs_json')).data_list[0]
+    writer = CocoWriter()
+    image_id = writer.add_image('x.png', *info['ori_shape'])
+    spilled = 0
+    for cls, points in info['polygons']:
+        writer.add_polygon(image_id, cls, points)
+        ann = writer.annotations[-1]
+        ours = rasterize_polygons([(0, points)], info['ori_shape']) != 0
+        theirs = segmentation_to_mask(ann['segmentation'], *info['ori_shape'])
+        assert not (theirs & ~ours).any(), CLASSES[cls]
+        assert theirs.sum() > 0.5 * ours.sum()
+        unshifted = segmentation_to_mask([points.ravel().tolist()], *info['ori_shape'])
+        spilled += (unshifted & ~ours).sum()
+    assert spilled > 0
+
+
+def test_categories_are_matched_by_name(tmp_path):
+    mask = blobs(seed=4)
+    names = ['Ulna', 'finger-1', 'Radius']
+    data = dict(images=[dict(id=7, file_name='ID001/a.png', height=40, width=50)],
+                categories=[dict(id=100 + i, name=n) for i, n in enumerate(names)],
+                annotations=[dict(id=1, image_id=7, category_id=101,
+                                  segmentation=mask_to_rle(mask)),
+                             dict(id=2, image_id=7, category_id=102,
+                                  segmentation=[[1, 1, 20, 1, 20, 10]])])
+    path = tmp_path / 'cvat.json'
+    path.write_text(json.dumps(data))
+    (image, ) = read_coco(path)
+    assert image.file_name == 'ID001/a.png' and (image.height, image.width) == (40, 50)
+    classes = {CLASSES[c] for c, _ in image.polygons}
+    assert classes == {'finger-1', 'Radius'}
+
+
+def test_an_unknown_category_is_one_error_and_nothing_is_written(tmp_path):
+    data = dict(images=[dict(id=1, file_name='a.png', height=8, width=8)],
+                categories=[dict(id=1, name='finger-1'), dict(id=2, name='hand')],
+                annotations=[])
+    path = tmp_path / 'other.json'
+    path.write_text(json.dumps(data))
+    with pytest.raises(CocoError, match=r"other.json: category 'hand' \(id 2\) is not one "
+                       r'of the 29 bone classes'):
+        read_coco(path)
+    out = tmp_path / 'out'
+    with pytest.raises(SystemExit, match="error: .*other.json: category 'hand'"):
+        load_tool('convert_coco').main(['from-coco', str(path), '--out', str(out)])
+    assert not out.exists()
+
+
+@pytest.mark.parametrize('broken, message', [
+    ('[1, 2]', 'not a COCO instances file'),
+    ('{"images": [], "categories": []}', 'missing or malformed "annotations"'),
+    ('{"images": [{"id": 1, "file_name": "a.png", "height": 8, "width": 8}], "categories": '
+     '[{"id": 1, "name": "Ulna"}], "annotations": [{"image_id": 2, "category_id": 1, '
+     '"segmentation": []}]}', r'annotations\[0\]: image_id 2 is not in "images"'),
+    ('{"images": [{"id": 1, "file_name": "a.png", "height": 8, "width": 8}], "categories": '
+     '[{"id": 1, "name": "Ulna"}], "annotations": [{"image_id": 1, "category_id": 1, '
+     '"segmentation": [[1, 2, 3, 4]]}]}', 'a polygon needs at least 3 x, y pairs'),
+])
+def test_malformed_coco_files_are_named(tmp_path, broken, message):
+    path = tmp_path / 'bad.json'
+    path.write_text(broken)
+    with pytest.raises(CocoError, match=f'bad.json.*{message}'):
+        read_coco(path)
+
+
+def test_submission_to_coco_decodes_to_the_submission(phantom, tmp_path):
+    test_dir = phantom / 'test' / 'DCM'
+    names = sorted(p.name for p in test_dir.rglob('*.png'))
+    rng = np.random.default_rng(0)
+    masks = {name: rng.random((NUM_CLASSES, SIZE, SIZE)) > 0.97 for name in names}
+    masks[names[0]][3] = False  # an empty bone: no annotation
+    csv = tmp_path / 'submission.csv'
+    write_submission(csv, ((n, [rle_encode(m) for m in masks[n]]) for n in names))
+    writer = submission_to_coco(csv, phantom, 'test/DCM')
+    assert len(writer.images) == 2 and len(writer.annotations) == 2 * NUM_CLASSES - 1
+    files = {img['id']: Path(img['file_name']).name for img in writer.images}
+    for ann in writer.annotations:
+        rle = dict(ann['segmentation'], counts=ann['segmentation']['counts'].encode())
+        decoded = mask_utils.decode(rle).astype(bool)
+        np.testing.assert_array_equal(decoded, masks[files[ann['image_id']]][
+            ann['category_id'] - 1])
+    assert dict(read_submission(csv, (SIZE, SIZE))).keys() == set(names)

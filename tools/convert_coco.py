@@ -1,0 +1,100 @@
+"""COCO both ways: ``python tools/convert_coco.py {to-coco,from-coco} ...``.
+
+::
+
+    # our labels -> COCO polygons (CVAT, Label Studio, FiftyOne import it)
+    python tools/convert_coco.py to-coco --data-root data/handbone --img-dir train/DCM \
+        --ann-dir train/outputs_json --out labels.coco.json
+    # a submission -> COCO RLE, one annotation per bone per image
+    python tools/convert_coco.py to-coco --submission results/submission.csv \
+        --data-root data/handbone --img-dir test/DCM --out predictions.coco.json
+    # a COCO export (polygons or RLE) -> our layout: OUT/outputs_json/..., OUT/DCM/...
+    python tools/convert_coco.py from-coco export.json --images export/images --out data/cvat/train
+
+Categories are matched by name; a category that is not one of the 29 bones stops the run
+before anything is written.
+"""
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+from handbone_mmseg.fileio import atomic_open
+from handbone_mmseg.functional.annotations import AnnotationError
+from handbone_mmseg.functional.rle import SubmissionError
+from handbone_mmseg.io.coco import (
+    CocoError,
+    labels_to_coco,
+    read_coco,
+    submission_to_coco,
+    write_coco_images,
+)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description='Convert hand-bone labels and predictions '
+                                     'to and from COCO')
+    commands = parser.add_subparsers(dest='command', required=True)
+    to = commands.add_parser('to-coco', help='our labels or a submission CSV -> COCO JSON')
+    to.add_argument('--data-root', required=True, help='data folder, e.g. data/handbone')
+    to.add_argument('--img-dir', default='train/DCM', help='images, under --data-root')
+    to.add_argument('--ann-dir', default='train/outputs_json',
+                    help='polygon JSONs, under --data-root (labels)')
+    to.add_argument('--submission', help='convert this submission CSV instead of the labels '
+                    '(its images are under --img-dir)')
+    to.add_argument('--out', required=True, help='the COCO JSON to write')
+    back = commands.add_parser('from-coco', help='COCO JSON -> our layout and JSON schema')
+    back.add_argument('coco', help='COCO instances JSON (polygons or RLE)')
+    back.add_argument('--out', required=True, help='output root, e.g. data/cvat/train')
+    back.add_argument('--images', help='folder the COCO file_names are relative to; the '
+                      'images are copied to OUT/--img-dir (without it, only JSONs)')
+    back.add_argument('--img-dir', default='DCM', help='image folder under --out')
+    back.add_argument('--ann-dir', default='outputs_json', help='JSON folder under --out')
+    return parser.parse_args(argv)
+
+
+def to_coco(args: argparse.Namespace) -> str:
+    if args.submission is not None:
+        writer = submission_to_coco(args.submission, args.data_root, args.img_dir)
+    else:
+        writer = labels_to_coco(args.data_root, args.img_dir, args.ann_dir)
+    writer.write(args.out)
+    return (f'{len(writer.images)} images, {len(writer.annotations)} annotations -> '
+            f'{args.out}')
+
+
+def from_coco(args: argparse.Namespace) -> str:
+    images = read_coco(args.coco)  # every check before the first file is written
+    sources = []
+    if args.images is not None:
+        for image in images:
+            source = Path(args.images) / image.file_name
+            if not source.is_file():
+                raise CocoError(f'{args.coco}: image {image.file_name} not found under '
+                                f'{args.images}')
+            sources.append(source)
+    out = Path(args.out)
+    written = write_coco_images(images, out / args.ann_dir)
+    for image, source in zip(images, sources):
+        with open(source, 'rb') as src, atomic_open(out / args.img_dir / image.file_name,
+                                                    'wb') as dst:
+            shutil.copyfileobj(src, dst)
+    holes = sum(image.holes for image in images)
+    polygons = sum(len(image.polygons) for image in images)
+    return (f'{len(written)} images, {polygons} polygons -> {out / args.ann_dir}'
+            + (f', images -> {out / args.img_dir}' if sources else '')
+            + (f' ({holes} holes in RLE masks filled)' if holes else ''))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        summary = to_coco(args) if args.command == 'to-coco' else from_coco(args)
+    except (CocoError, AnnotationError, SubmissionError, FileNotFoundError, OSError) as e:
+        raise SystemExit(f'error: {e}') from None
+    print(summary)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
