@@ -7,7 +7,7 @@ STAMP := $(VENV)/.setup-done
 DATA ?= data/phantom
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: setup demo test test-all bench clean
+.PHONY: setup demo lint test test-all bench clean
 
 setup: $(STAMP)
 
@@ -23,9 +23,12 @@ $(STAMP): requirements.txt setup.cfg
 	$(PIP) install -q mmengine==0.10.7 opencv-python==5.0.0.93 'numpy>=2,<3'
 	$(PY) -c 'import mmcv._ext' 2>/dev/null || \
 		MMCV_WITH_OPS=1 $(PIP) install --no-build-isolation mmcv==2.1.0
+	# PyPI's torchvision (which timm needs) is a CUDA build whose import fails under a CPU
+	# torch; the hook lets its Python part import (tools/torchvision_cpu_shim.py says how).
+	$(PY) tools/torchvision_cpu_shim.py
 	$(PIP) install -q -r requirements.txt
 	$(PIP) install -q --no-deps --no-build-isolation -e .
-	$(PY) -c 'import mmcv._ext, mmseg, handbone_mmseg; print("set-up OK: mmseg", mmseg.__version__)'
+	$(PY) -c 'import mmcv._ext, mmseg.models, timm, handbone_mmseg; print("set-up OK: mmseg", mmseg.__version__, "timm", timm.__version__)'
 	command -v chromium >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium || \
 		(apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium) || \
 		sudo -n apt-get install -y -q chromium || \
@@ -35,6 +38,9 @@ $(STAMP): requirements.txt setup.cfg
 demo: $(STAMP)
 	$(PY) tools/demo.py --data $(DATA) --work-dir work_dirs/demo
 
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
 test: $(STAMP)
 	$(PY) -m pytest -q -m "not slow" tests
 
@@ -43,6 +49,12 @@ test-all: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py
+
+# Wheels and mmcv's source for the device tool's GPU machine (no network there), into
+# gpu_bundle/ (ignored; under 60 MiB): benchmarks/gpu_run.sh installs them there, see README.
+.PHONY: gpu-bundle
+gpu-bundle:
+	$(PYTHON) benchmarks/gpu_bundle.py --dest gpu_bundle
 
 clean:
 	rm -rf work_dirs data/phantom
