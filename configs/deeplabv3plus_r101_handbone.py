@@ -10,6 +10,6 @@ model = dict(
     data_preprocessor=dict(seg_pad_val={{_base_.seg_pad_val}}, size=crop_size),
     pretrained='open-mmlab://resnet101_v1c',
     backbone=dict(depth=101),
-    decode_head=dict(num_classes=29, loss_decode={{_base_.multilabel_loss}}),
-    auxiliary_head=dict(num_classes=29, loss_decode={{_base_.multilabel_aux_loss}}))
-optim_wrapper = dict(type='AmpOptimWrapper', loss_scale='dynamic')
+    decode_head=dict(num_classes={{_base_.num_classes}}, loss_decode={{_base_.multilabel_loss}}),
+    auxiliary_head=dict(num_classes={{_base_.num_classes}},
+                        loss_decode={{_base_.multilabel_aux_loss}}))

@@ -19,15 +19,20 @@ data_preprocessor = dict(
     std=[58.395, 57.12, 57.375],
     bgr_to_rgb=True,
     pad_val=0,
-    seg_pad_val=1 << 30,  # the ignore bit, not 255
-    size=crop_size)
+    seg_pad_val={{_base_.seg_pad_val}},  # the ignore bit, not 255
+    size=crop_size,
+    # The UNet halves its input 4 times and asserts a multiple of 16: a non-square test
+    # image resized to 256 on its long side (96x64 -> 256x171) is padded to one (and the
+    # prediction un-padded after).
+    test_cfg=dict(size_divisor=16))
 model = dict(
     type='MultiLabelEncoderDecoder',
     data_preprocessor=data_preprocessor,
     threshold=0.5,
     backbone=dict(base_channels=8, norm_cfg=norm_cfg),  # 8..128 channels: ~0.45 s a step
-    decode_head=dict(in_channels=8, channels=8, num_classes=29, norm_cfg=norm_cfg,
-                     dropout_ratio=0.0, loss_decode={{_base_.multilabel_loss}}),
+    decode_head=dict(in_channels=8, channels=8, num_classes={{_base_.num_classes}},
+                     norm_cfg=norm_cfg, dropout_ratio=0.0,
+                     loss_decode={{_base_.multilabel_loss}}),
     auxiliary_head=None,
     test_cfg=dict(mode='whole'))
 
@@ -65,7 +70,13 @@ train_dataloader = dict(batch_size=2, **loader,
 val_dataloader = dict(**loader, dataset=dict(data_root=data_root, pipeline=test_pipeline))
 test_dataloader = dict(**loader, dataset=dict(data_root=data_root, pipeline=test_pipeline))
 
-optim_wrapper = dict(optimizer=dict(lr=3e-3, weight_decay=1e-4))
+# no AMP on the CPU (mmengine's AmpOptimWrapper needs a GPU): the runtime base's wrapper
+# with its loss scaling removed
+optim_wrapper = dict(
+    _delete_=True,
+    type='OptimWrapper',
+    optimizer=dict(type='AdamW', lr=3e-3, betas=(0.9, 0.999), weight_decay=1e-4),
+    clip_grad=dict(max_norm=1.0))
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=100),
     dict(type='PolyLR', eta_min=0.0, power=1.0, by_epoch=False, begin=100, end=max_iters),

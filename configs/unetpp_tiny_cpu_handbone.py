@@ -16,7 +16,7 @@ model = dict(
         in_channels=(16, 24, 40, 112, 320),
         in_index=(0, 1, 2, 3, 4),
         decoder_channels=(32, 24, 16, 8, 8),  # strides 16, 8, 4, 2, then full size
-        num_classes=29,
+        num_classes={{_base_.num_classes}},
         norm_cfg=dict(type='BN', requires_grad=True),  # one CPU process: no SyncBN
         dropout_ratio=0.0,
         align_corners=False,

@@ -20,8 +20,10 @@ wandb_init_kwargs = dict(project='handbone')
 
 max_iters = 40000
 val_interval = 2000
+# Mixed precision (mmengine's AmpOptimWrapper, CUDA only); the CPU configs override it.
 optim_wrapper = dict(
-    type='OptimWrapper',
+    type='AmpOptimWrapper',
+    loss_scale='dynamic',
     optimizer=dict(type='AdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=0.01),
     clip_grad=dict(max_norm=1.0))
 param_scheduler = [

@@ -9,6 +9,7 @@ train_scale = (1024, 1024)  # sources are resized around this before cropping
 crop_size = (1024, 1024)    # network input in training
 test_scale = (1024, 1024)   # whole-image inference scale (unused by full_resolution)
 seg_pad_val = 1 << 30       # the ignore bit (handbone_mmseg.classes.IGNORE_VALUE)
+num_classes = 29            # len(handbone_mmseg.classes.CLASSES): one sigmoid per bone
 # True: one grey input channel (images decoded grey, or turned grey after the photometric
 # step; the backbone's stem takes 1 channel, ImageNet weights load except that first conv);
 # handbone_mmseg.apis.apply_switches applies it to every pipeline and model.

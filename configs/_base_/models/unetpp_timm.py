@@ -55,14 +55,13 @@ model = dict(
         deep_supervision=False,  # True: also train 1x1 classifiers on X(0,1)..X(0,3)
         with_cp=grad_checkpointing,
         dropout_ratio=0.0,  # 16 channels at full size: no dropout before the classifier
-        num_classes=29,
+        num_classes={{_base_.num_classes}},
         norm_cfg=norm_cfg,
         align_corners=False,
         loss_decode={{_base_.multilabel_loss}}),
     train_cfg=dict(),
     test_cfg=dict(mode='whole'))
-optim_wrapper = dict(type='AmpOptimWrapper', loss_scale='dynamic',
-                     accumulative_counts=accumulative_counts)
+optim_wrapper = dict(accumulative_counts=accumulative_counts)  # AMP: the runtime base
 
 # The winning teams' training extras (LEADERBOARD.md: +0.005 to +0.013 with rotation, CLAHE
 # and elastic deformation together; single augmentations were about neutral for one team).
