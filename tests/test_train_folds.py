@@ -45,7 +45,13 @@ def test_every_fold_trains_in_its_own_dir_on_its_own_split(tiny_root, tmp_path):
 
 
 def test_a_failing_fold_stops_with_its_name(tiny_root, tmp_path):
+    # an option only tools/train.py reads, and refuses: the fold's process fails
     with pytest.raises(SystemExit, match=r'fold 1 failed .*fold1'):
+        load_tool('train_folds').main([CONFIG, '--folds', '1', '--no-such-option',
+                                       '--work-dir', str(tmp_path / 'w'), '--cfg-options',
+                                       f'data_root={tiny_root}', 'n_folds=2'])
+    # missing data is found before any fold starts
+    with pytest.raises(SystemExit, match='image folder not found'):
         load_tool('train_folds').main([CONFIG, '--folds', '1', '--work-dir',
                                        str(tmp_path / 'w'), '--cfg-options',
                                        f'data_root={tmp_path / "nowhere"}', 'n_folds=2'])

@@ -58,9 +58,9 @@ def main(argv: list[str] | None = None) -> None:
     # the checks below, not while training and testing run in processes of their own
     from handbone_mmseg.classes import CLASSES
     from handbone_mmseg.evaluation import check_submission, score_submission
-    from handbone_mmseg.functional import read_png_size
+    from handbone_mmseg.io import DATASET_SUFFIXES, find_images, read_image_size
     test_dir = data / 'test' / 'DCM'
-    shape = read_png_size(next(test_dir.rglob('*.png')))
+    shape = read_image_size(find_images(test_dir, DATASET_SUFFIXES)[0])
     problems = check_submission(submission, test_dir, shape)
     if problems:
         raise SystemExit('\n'.join(problems))

@@ -6,9 +6,10 @@ from mmcv.transforms import BaseTransform, LoadImageFromFile
 from mmseg.registry import TRANSFORMS
 
 from ..classes import IGNORE_VALUE
+from ..functional.annotations import AnnotationError
 from ..functional.labels import rasterize_polygons
 from ..io.dicom import DicomError, is_dicom, read_dicom
-from ..io.images import image_from_array
+from ..io.images import image_from_array, is_png16, read_image
 
 
 @TRANSFORMS.register_module()
@@ -16,6 +17,8 @@ class LoadXrayFromFile(LoadImageFromFile):
     """``LoadImageFromFile`` that also reads DICOM and arrays, and names an unreadable file.
 
     - a PNG (or any format mmcv reads) goes through the stock transform;
+    - a 16-bit PNG with an ``sBIT`` chunk through ``handbone_mmseg.io.read_image``, scaled
+      from the bits it uses to 8 (one without ``sBIT`` is refused: ``png_significant_bits``);
     - a DICOM (``.dcm``, or a file with the DICOM preamble) through
       ``handbone_mmseg.io.read_dicom``: 8-bit, the same layout a PNG decodes to
       (``color_type='grayscale'``: (H, W), else (H, W, 3) BGR), with ``pixel_spacing``
@@ -45,8 +48,11 @@ class LoadXrayFromFile(LoadImageFromFile):
                 img, meta = read_dicom(path, grey=grey)
                 results['pixel_spacing'] = meta['pixel_spacing']
                 return self._set_image(results, img)
+            if is_png16(path):
+                # mmcv keeps the high byte of 16 bits: 12-bit values would read near black
+                return self._set_image(results, read_image(path, grey=grey)[0])
             out = super().transform(results)
-        except DicomError:
+        except (AnnotationError, DicomError):
             raise  # names the file and the problem already
         except Exception as e:  # the decoders raise many types; all mean "unreadable"
             raise ValueError(f'{path}: cannot decode image ({e})') from e

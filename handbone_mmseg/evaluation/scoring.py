@@ -15,21 +15,20 @@ from ..functional.rle import SubmissionError, decode_image, iter_submission
 def load_labels(data_root: str | Path, img_dir: str,
                 ann_dir: str | None) -> dict[str, dict]:
     """The images under ``data_root`` (labeled unless ``ann_dir`` is None), by file name
-    (the submission's image_name), checked as ``HandBoneDataset`` checks them for training.
+    (the submission's image_name), found and checked as ``HandBoneDataset`` finds and
+    checks them for training (``io.images.find_images``: any-case suffixes, symlinked
+    folders).
 
     Raises:
-        SubmissionError: two images share a file name, so rows could not tell them apart.
+        AnnotationError: a data problem, among them two images of one file name (rows could
+            not tell them apart); names the files.
     """
     prefix = dict(img_path=img_dir)
     if ann_dir is not None:
         prefix['seg_map_path'] = ann_dir
     dataset = HandBoneDataset(data_root=str(data_root), pipeline=[], serialize_data=False,
                               data_prefix=prefix)
-    labels = {info['name']: info for info in dataset.data_list}
-    if len(labels) != len(dataset.data_list):
-        raise SubmissionError(f'{data_root}/{img_dir}: two images share a file name, so '
-                              'submission rows cannot name them apart')
-    return labels
+    return {info['name']: info for info in dataset.data_list}
 
 
 def gt_masks(info: dict) -> torch.Tensor:

@@ -2,6 +2,7 @@
 import json
 import struct
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -15,38 +16,83 @@ class AnnotationError(ValueError):
     """A data file that cannot be used; the message starts with the file's path."""
 
 
-def read_png_size(path: str | Path) -> tuple[int, int]:
-    """Return (height, width) from a PNG header without decoding the pixels.
+class PngHeader(NamedTuple):
+    """What a PNG says about its pixels before they are decoded.
+
+    Attributes:
+        height, width: the size.
+        bit_depth: bits per sample (1, 2, 4, 8 or 16).
+        significant_bits: the largest per-channel value of the ``sBIT`` chunk (the bits the
+            source really had, e.g. 12 in a 16-bit file), or None without one.
+    """
+
+    height: int
+    width: int
+    bit_depth: int
+    significant_bits: int | None
+
+
+def read_png_header(path: str | Path) -> PngHeader:
+    """Read a PNG's header chunks up to the pixel data, without decoding the pixels.
 
     Raises:
         AnnotationError: the file is missing or not a PNG.
     """
     try:
         with open(path, 'rb') as f:
-            head = f.read(24)
+            head = f.read(26)
+            if len(head) < 26 or head[:8] != _PNG_SIGNATURE or head[12:16] != b'IHDR':
+                raise AnnotationError(f'{path}: not a PNG file (bad signature or header)')
+            width, height = struct.unpack('>II', head[16:24])
+            bit_depth, colour_type = head[24], head[25]
+            significant = None
+            f.seek(8 + 8 + 13 + 4)  # the signature, then IHDR: length and type, data, CRC
+            # sBIT must come before the first IDAT; the chunks before it are few and small
+            while (chunk := f.read(8)) and len(chunk) == 8:
+                length, kind = struct.unpack('>I4s', chunk)
+                if kind in (b'IDAT', b'IEND'):
+                    break
+                if kind == b'sBIT':
+                    # grey (+alpha): the first byte is grey; colour: the first three R, G, B
+                    values = f.read(length)[:3 if colour_type in (2, 3, 6) else 1]
+                    significant = max(values) if values else None
+                    break
+                f.seek(length + 4, 1)  # the data and the CRC
     except OSError as e:
         raise AnnotationError(f'{path}: cannot read image ({e.strerror})') from None
-    if len(head) < 24 or head[:8] != _PNG_SIGNATURE or head[12:16] != b'IHDR':
-        raise AnnotationError(f'{path}: not a PNG file (bad signature or header)')
-    width, height = struct.unpack('>II', head[16:24])
     if width == 0 or height == 0:
         raise AnnotationError(f'{path}: PNG header says {width}x{height}')
-    return height, width
+    return PngHeader(height, width, bit_depth, significant)
 
 
-def parse_annotation(path: str | Path, image_shape: tuple[int, int]) -> list[Polygon]:
+def read_png_size(path: str | Path) -> tuple[int, int]:
+    """Return (height, width) from a PNG header without decoding the pixels.
+
+    Raises:
+        AnnotationError: the file is missing or not a PNG.
+    """
+    header = read_png_header(path)
+    return header.height, header.width
+
+
+def parse_annotation(path: str | Path, image_shape: tuple[int, int],
+                     image_path: str | Path | None = None) -> list[Polygon]:
     """Read one annotation JSON into ``(class_index, points)`` polygons.
 
     Args:
         path: the JSON file (format in docs/format.md).
-        image_shape: (H, W) of the paired image; every point must lie inside [0, W] x [0, H].
+        image_shape: (H, W) of the paired image; every point must lie inside [0, W] x [0, H],
+            and the JSON's ``metadata`` height and width, where it has them, must equal it:
+            polygons drawn on another size of the image would land in the wrong place.
+        image_path: the paired image, named in the size mismatch message.
 
     Returns:
         One ``(class_index, (K, 2) float32 array of x, y)`` per annotation, in file order.
 
     Raises:
-        AnnotationError: malformed JSON, missing keys, unknown label, a polygon with fewer
-            than 3 points, non-numeric or out-of-image points. The message names the file.
+        AnnotationError: malformed JSON, missing keys, a ``metadata`` size other than the
+            image's, unknown label, a polygon with fewer than 3 points, non-numeric or
+            out-of-image points. The message names the file.
     """
     try:
         with open(path, encoding='utf-8') as f:
@@ -59,6 +105,7 @@ def parse_annotation(path: str | Path, image_shape: tuple[int, int]) -> list[Pol
     if not isinstance(annotations, list):
         raise AnnotationError(f'{path}: no "annotations" list')
     height, width = image_shape
+    _check_metadata(path, data.get('metadata'), (height, width), image_path)
     polygons = []
     for i, ann in enumerate(annotations):
         label = ann.get('label') if isinstance(ann, dict) else None
@@ -81,3 +128,20 @@ def parse_annotation(path: str | Path, image_shape: tuple[int, int]) -> list[Pol
                                   f'{width}x{height} image')
         polygons.append((CLASS_INDEX[label], points))
     return polygons
+
+
+def _check_metadata(path: str | Path, metadata: object, image_shape: tuple[int, int],
+                    image_path: str | Path | None) -> None:
+    """Refuse a JSON whose ``metadata`` gives a size other than its image's."""
+    if not isinstance(metadata, dict) or not {'height', 'width'} & metadata.keys():
+        return  # the labeling tool's size is bookkeeping; without it the points are checked
+    size = metadata.get('height'), metadata.get('width')
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+               and float(v).is_integer() for v in size):
+        raise AnnotationError(f'{path}: metadata height and width must be integers, got '
+                              f'{size[0]!r} and {size[1]!r}')
+    size = int(size[0]), int(size[1])
+    if size != tuple(image_shape):
+        image = image_path if image_path is not None else 'the image'
+        raise AnnotationError(f'{path}: metadata says {size[1]}x{size[0]} but '
+                              f'{image} is {image_shape[1]}x{image_shape[0]}')
