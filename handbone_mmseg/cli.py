@@ -1,15 +1,69 @@
 """Command-line pieces shared by the tools (mmseg's shape); the work is in the library.
 
 ``tools/train.py CONFIG --work-dir DIR --cfg-options k=v ... --launcher pytorch`` reaches
-``handbone_mmseg.apis.load_config`` through ``load_config_from_args``.
+``handbone_mmseg.apis.load_config`` through ``load_config_from_args``. Every tool runs its
+``main`` through ``run_tool``: a data or usage error ends it with one line.
 """
 import argparse
 import os
+import re
 import sys
+import traceback
+from collections.abc import Callable
 
 from mmengine.config import Config, DictAction
 
 from .apis import load_config
+from .fileio import terminate_on_sigterm
+
+DEBUG_FLAG = '--debug'
+DEBUG_ENV = 'HANDBONE_DEBUG'
+# mmengine's registry re-raises a constructor's error as "class `X` in path/x.py: message"
+_BUILD_PREFIX = re.compile(r'class `\w+` in [\w/.]+\.py: ')
+
+
+def error_line(error: BaseException | str) -> str:
+    """``error: FILE: problem`` on one line, from an exception or a message."""
+    text = _BUILD_PREFIX.sub('', str(error)).strip()
+    text = ' '.join(line.strip() for line in text.splitlines() if line.strip())
+    return text if text.startswith('error:') else f'error: {text}'
+
+
+def run_tool(main: Callable[[], int | None]) -> int:
+    """Run a tool's ``main()``; a data or usage error becomes one line and status 1.
+
+    The plugin's errors (``AnnotationError``, ``SubmissionError``, ``ProbDumpError``,
+    ``CocoError``, ``DicomError``: all ``ValueError``), other ``ValueError``s, missing or
+    unreadable files (``OSError``) and ``SystemExit`` with a message print
+    ``error: FILE: problem`` to stderr as the last line, without the traceback, which
+    ``--debug`` (taken out of ``sys.argv`` here) or ``HANDBONE_DEBUG=1`` keeps. SIGTERM ends
+    the tool with status 143 after the temporary files are removed (``fileio``).
+
+    Returns:
+        The exit status: ``main``'s (0 for None), 1 after an error, 130 on Ctrl-C.
+    """
+    debug = os.environ.get(DEBUG_ENV, '') not in ('', '0')
+    if DEBUG_FLAG in sys.argv[1:]:
+        sys.argv.remove(DEBUG_FLAG)
+        debug = True
+    terminate_on_sigterm()
+    try:
+        return main() or 0
+    except SystemExit as e:
+        if isinstance(e.code, int) or e.code is None:
+            return e.code or 0
+        if debug:
+            traceback.print_exc()
+        print(error_line(e.code), file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print('error: interrupted', file=sys.stderr)
+        return 130
+    except (ValueError, OSError) as e:
+        if debug:
+            traceback.print_exc()
+        print(error_line(e), file=sys.stderr)
+        return 1
 
 
 def positive_int(text: str) -> int:

@@ -105,9 +105,9 @@ def test_bad_rle(tmp_path, rle, expected):
         f'{path}:8: image a.png, class finger-7: {expected}']
 
 
-@pytest.mark.parametrize('rle', ['1 2 3 1', '60 5', '  1 1\t3 1 ', ''])
+@pytest.mark.parametrize('rle', ['1 2 3 1', '60 5', ''])
 def test_edge_rle_accepted(tmp_path, rle):
-    """Touching runs, a run to the last pixel, any whitespace and no runs are all valid."""
+    """Touching runs, a run to the last pixel and no runs are all valid."""
     path = write(tmp_path, with_line(A, 8, f'a.png,finger-7,{rle}'))
     assert check_submission(path, shape=SHAPE) == []
 

@@ -53,13 +53,16 @@ def test_positive_int_refuses(text):
         positive_int(text)
 
 
-def test_resume_and_amp_flags():
+def test_resume_and_amp_flags(tmp_path):
     train = load_tool('train')
-    cfg = train.setup(train.parse_args([CONFIG, '--resume', '--amp', '--work-dir', 'w']))
-    assert cfg.resume is True and cfg.load_from is None and cfg.work_dir == 'w'
+    work = str(tmp_path / 'w')
+    cfg = train.setup(train.parse_args([CONFIG, '--resume', '--amp', '--work-dir', work]))
+    assert cfg.resume is True and cfg.load_from is None and cfg.work_dir == work
     assert cfg.optim_wrapper.type == 'AmpOptimWrapper'
-    cfg = train.setup(train.parse_args([CONFIG, '--resume', 'w/iter_8.pth']))
-    assert cfg.resume is True and cfg.load_from == 'w/iter_8.pth'
+    checkpoint = str(tmp_path / 'iter_8.pth')
+    torch.save({'meta': {'iter': 8}}, checkpoint)  # a named checkpoint must load
+    cfg = train.setup(train.parse_args([CONFIG, '--resume', checkpoint]))
+    assert cfg.resume is True and cfg.load_from == checkpoint
 
 
 def test_test_tool_switches_to_the_validation_fold(tmp_path):

@@ -7,9 +7,8 @@ import argparse
 import sys
 
 from handbone_mmseg.classes import CLASSES
-from handbone_mmseg.cli import positive_int
-from handbone_mmseg.evaluation.submission_check import check_submission
-from handbone_mmseg.functional.rle import iter_submission
+from handbone_mmseg.cli import positive_int, run_tool
+from handbone_mmseg.evaluation.submission_check import inspect_submission
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -26,17 +25,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    problems = check_submission(args.submission, args.test_dir, tuple(args.size),
-                                progress=True)
+    problems, images = inspect_submission(args.submission, args.test_dir, tuple(args.size),
+                                          progress=True)
     for problem in problems:
         print(problem)
     if problems:
         return 1
-    # The checker passed, so the structural reader cannot raise here.
-    images = sum(1 for _ in iter_submission(args.submission))
     print(f'OK: {images} images x {len(CLASSES)} classes')
     return 0
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    sys.exit(run_tool(main))

@@ -19,6 +19,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from handbone_mmseg.cli import run_tool
 from handbone_mmseg.fileio import atomic_open
 from handbone_mmseg.functional.annotations import AnnotationError
 from handbone_mmseg.functional.rle import SubmissionError
@@ -97,4 +98,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    sys.exit(run_tool(main))

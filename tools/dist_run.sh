@@ -1,12 +1,38 @@
 #!/usr/bin/env bash
 # torchrun one of the tools on NPROC processes: tools/dist_run.sh TOOL.py NPROC [TOOL args]
 # Several nodes: set NNODES, NODE_RANK, MASTER_ADDR and MASTER_PORT on each, as in mmseg.
+# Python: $PYTHON if set, else the project's .venv (made by `make setup`), else python3;
+# the choice is printed. DRY_RUN=1 prints the command instead of running it.
 set -euo pipefail
+if [ $# -lt 2 ]; then
+    echo "usage: $0 TOOL.py NPROC [TOOL args]" >&2
+    exit 2
+fi
 TOOL=$1
 NPROC=$2
-HERE=$(dirname "$0")
-PYTHONPATH="$HERE/..${PYTHONPATH:+:$PYTHONPATH}" \
-"${PYTHON:-python}" -m torch.distributed.run \
-    --nnodes="${NNODES:-1}" --node_rank="${NODE_RANK:-0}" --nproc_per_node="$NPROC" \
-    --master_addr="${MASTER_ADDR:-127.0.0.1}" --master_port="${MASTER_PORT:-${PORT:-29500}}" \
-    "$HERE/$TOOL" "${@:3}" --launcher pytorch
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(dirname "$HERE")
+if [ -n "${PYTHON:-}" ]; then
+    PY=$PYTHON
+    WHY='$PYTHON'
+elif [ -x "$ROOT/.venv/bin/python" ]; then
+    PY=$ROOT/.venv/bin/python
+    WHY='the project venv'
+elif command -v python3 >/dev/null; then
+    PY=$(command -v python3)
+    WHY="no $ROOT/.venv (make setup creates it)"
+else
+    echo "error: no Python: run 'make setup' in $ROOT, or set PYTHON" >&2
+    exit 127
+fi
+echo "dist_run.sh: python $PY ($WHY)" >&2
+CMD=("$PY" -m torch.distributed.run
+    --nnodes="${NNODES:-1}" --node_rank="${NODE_RANK:-0}" --nproc_per_node="$NPROC"
+    --master_addr="${MASTER_ADDR:-127.0.0.1}" --master_port="${MASTER_PORT:-${PORT:-29500}}"
+    "$HERE/$TOOL" "${@:3}" --launcher pytorch)
+if [ -n "${DRY_RUN:-}" ]; then
+    printf '%q ' "${CMD[@]}"
+    echo
+    exit 0
+fi
+PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" exec "${CMD[@]}"

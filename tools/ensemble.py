@@ -12,13 +12,14 @@ partial CSV.
 """
 import argparse
 import csv
+import sys
 from pathlib import Path
 
 import numpy as np
 from prettytable import PrettyTable
 
 from handbone_mmseg.classes import CLASSES
-from handbone_mmseg.cli import add_dump_args, add_label_args
+from handbone_mmseg.cli import add_dump_args, add_label_args, run_tool
 from handbone_mmseg.evaluation import METHODS, iter_ensemble, load_labels, read_class_dice
 from handbone_mmseg.fileio import atomic_open
 from handbone_mmseg.functional import (
@@ -29,6 +30,7 @@ from handbone_mmseg.functional import (
     rle_encode,
     write_submission,
 )
+from handbone_mmseg.functional.voting import check_weights
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -53,6 +55,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def setup(args: argparse.Namespace) -> dict:
     """Open and check every input before anything is written."""
+    if args.weights is not None:
+        check_weights(args.weights)
     choice = None
     if args.method == 'best':
         if not args.choose_on or len(args.choose_on) != len(args.dumps):
@@ -98,7 +102,7 @@ def main(argv: list[str] | None = None) -> None:
         inputs = setup(args)
         images = write_submission(args.out, rows())
     except ValueError as e:  # bad dumps, weights, thresholds, choices: named by file
-        raise SystemExit(f'{e}\n{args.out} was not written') from None
+        raise SystemExit(f'{e} ({args.out} was not written)') from None
     print(f'wrote {args.out} ({images} images x {len(CLASSES)} classes, method '
           f'{args.method})')
     out = Path(args.out)
@@ -117,4 +121,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(run_tool(main))

@@ -4,7 +4,9 @@ Same layout and JSON schema as the real data (``train/``, ``test/``, and ``test_
 ``--test-labels``); see ``handbone_mmseg.phantom`` for what is drawn.
 """
 import argparse
+import sys
 
+from handbone_mmseg.cli import run_tool
 from handbone_mmseg.phantom import generate_phantom
 
 
@@ -36,4 +38,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(run_tool(main))

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from handbone_mmseg.apis import HandBoneInferencer, to_inputs
-from handbone_mmseg.cli import parse_cfg_options, positive_int
+from handbone_mmseg.cli import parse_cfg_options, positive_int, run_tool
 from handbone_mmseg.functional.probs import LEVELS
 from handbone_mmseg.io.dicom import is_dicom, read_dicom_header
 from handbone_mmseg.io.predictions import FORMATS, PredictionWriter, check_output_dir
@@ -89,4 +89,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    sys.exit(run_tool(main))

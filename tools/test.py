@@ -7,15 +7,17 @@ on a labeled split (``--split val``) also the per-class and per-image Dice table
 """
 import argparse
 import os.path as osp
+import sys
 
 from mmengine.config import Config
 from mmengine.registry import RUNNERS
 
 from handbone_mmseg.classes import CLASSES, NUM_CLASSES  # importing registers the plugin
-from handbone_mmseg.cli import add_common_args, load_config_from_args
+from handbone_mmseg.cli import add_common_args, load_config_from_args, run_tool
 from handbone_mmseg.functional.postprocess import rules_to_table
 from handbone_mmseg.functional.probs import LEVELS
 from handbone_mmseg.functional.thresholds import load_postprocess, load_thresholds
+from handbone_mmseg.io.predictions import check_output_dir
 from handbone_mmseg.runtime import (
     check_checkpoint_classes,
     check_checkpoint_fits,
@@ -59,6 +61,13 @@ def setup(args: argparse.Namespace) -> Config:
         raise SystemExit('--save-probs needs --out DIR')
     if not 0 < args.prob_scale <= 1:
         raise SystemExit(f'--prob-scale must lie in (0, 1], got {args.prob_scale}')
+    # before inference, not after it: the CSV and the tables are written at the end
+    for out in (args.out, args.show_dir):
+        if out is not None:
+            try:
+                check_output_dir(out)
+            except ValueError as e:
+                raise SystemExit(str(e)) from None
     cfg = load_config_from_args(args)
     try:
         check_checkpoint_classes(args.checkpoint, NUM_CLASSES)
@@ -109,5 +118,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == '__main__':
-    main()
-    exit_if_distributed()  # a gloo thread can abort a finished rank during finalisation
+    status = run_tool(main)
+    if status == 0:
+        exit_if_distributed()  # a gloo thread can abort a finished rank in finalisation
+    sys.exit(status)

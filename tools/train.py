@@ -3,13 +3,14 @@
 Same command line as mmseg's ``tools/train.py``; the plugin registers itself on import.
 """
 import argparse
+import sys
 
 from mmengine.config import Config
 from mmengine.registry import RUNNERS
 
 # importing the package registers the plugin
-from handbone_mmseg.cli import add_common_args, load_config_from_args
-from handbone_mmseg.runtime import exit_if_distributed, prepare_launcher
+from handbone_mmseg.cli import add_common_args, load_config_from_args, run_tool
+from handbone_mmseg.runtime import exit_if_distributed, prepare_launcher, resolve_resume
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -31,8 +32,11 @@ def setup(args: argparse.Namespace) -> Config:
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
     if args.resume is not None:
+        # from the work dir's own checkpoint, and never deleting outside it
         cfg.resume = True
-        cfg.load_from = None if args.resume == 'auto' else args.resume
+        cfg.load_from = resolve_resume(cfg.work_dir,
+                                       None if args.resume == 'auto' else args.resume)
+        cfg.custom_hooks = [*cfg.get('custom_hooks', []), dict(type='WorkDirResumeHook')]
     return cfg
 
 
@@ -43,5 +47,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == '__main__':
-    main()
-    exit_if_distributed()  # a gloo thread can abort a finished rank during finalisation
+    status = run_tool(main)
+    if status == 0:
+        exit_if_distributed()  # a gloo thread can abort a finished rank in finalisation
+    sys.exit(status)

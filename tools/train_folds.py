@@ -11,7 +11,8 @@ import os.path as osp
 import subprocess
 import sys
 
-from handbone_mmseg.cli import load_config_or_exit, parse_cfg_options
+from handbone_mmseg.apis import check_folds
+from handbone_mmseg.cli import load_config_or_exit, parse_cfg_options, run_tool
 
 TRAIN = osp.join(osp.dirname(osp.abspath(__file__)), 'train.py')
 
@@ -48,6 +49,10 @@ def main(argv: list[str] | None = None) -> None:
     if bad:
         raise SystemExit(f'{args.config}: folds must lie in 0..{n_folds - 1} (n_folds='
                          f'{n_folds}), got {bad}')
+    try:  # the data, and n_folds against the patients, before fold 0 trains
+        check_folds(cfg, folds)
+    except (ValueError, FileNotFoundError) as e:
+        raise SystemExit(str(e)) from None
     base = cfg.work_dir
 
     for i, k in enumerate(folds, 1):
@@ -64,4 +69,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(run_tool(main))

@@ -10,18 +10,18 @@ small ones, and keeps a rule only where it raises the class's Dice (unless
 ``tools/ensemble.py --thresholds``.
 """
 import argparse
+import sys
 
 import numpy as np
 from prettytable import PrettyTable
 
 from handbone_mmseg.classes import CLASSES
-from handbone_mmseg.cli import add_dump_args, add_label_args
+from handbone_mmseg.cli import add_dump_args, add_label_args, run_tool
 from handbone_mmseg.evaluation import load_labels, search_postprocess, search_thresholds
 from handbone_mmseg.functional.postprocess import MIN_GAIN, Rule
 from handbone_mmseg.functional.probs import ProbDump
-from handbone_mmseg.functional.thresholds import save_thresholds
-
-BASELINE = 0.5
+from handbone_mmseg.functional.thresholds import BASELINE, make_grid, save_thresholds
+from handbone_mmseg.functional.voting import check_weights
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -39,15 +39,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def make_grid(low: float, high: float, step: float) -> list[float]:
-    """``low, low + step, ..., high`` with 0.5 added, each rounded to 6 decimals."""
-    if not 0 < low <= high < 1 or step <= 0:
-        raise SystemExit(f'--grid needs 0 < LOW <= HIGH < 1 and STEP > 0, got {low} {high} '
-                         f'{step}')
-    count = int(round((high - low) / step)) + 1
-    return sorted({round(low + i * step, 6) for i in range(count)} | {BASELINE})
-
-
 def print_postprocess(rules: list[Rule | None], before: np.ndarray, after: np.ndarray) -> None:
     """Per class the rule chosen and its gain, then the mean."""
     table = PrettyTable(['Class', 'Dice', 'post-processing', 'Dice after', 'gain'])
@@ -62,10 +53,11 @@ def print_postprocess(rules: list[Rule | None], before: np.ndarray, after: np.nd
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     try:
+        grid = make_grid(*args.grid)  # first: a bad grid must not wait for the labels
+        check_weights(args.weights or [1.0] * len(args.dumps))
         dumps = [ProbDump(d) for d in args.dumps]
         labels = load_labels(args.data_root, args.img_dir, args.ann_dir)
-        search = search_thresholds(dumps, labels, args.weights, make_grid(*args.grid),
-                                   progress=True)
+        search = search_thresholds(dumps, labels, args.weights, grid, progress=True)
     except ValueError as e:  # dump, label and weight errors name their file
         raise SystemExit(str(e)) from None
     before = search.dice_at([BASELINE] * len(CLASSES))
@@ -93,4 +85,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(run_tool(main))

@@ -9,7 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from handbone_mmseg.cli import positive_int
+from handbone_mmseg.cli import positive_int, run_tool
 from handbone_mmseg.functional.annotations import AnnotationError
 from handbone_mmseg.functional.rle import SubmissionError
 from handbone_mmseg.visualization.report import ReportError, write_report
@@ -55,4 +55,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    sys.exit(run_tool(main))

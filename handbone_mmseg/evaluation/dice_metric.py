@@ -14,7 +14,7 @@ from ..fileio import atomic_open
 from ..functional.labels import unpack_labels
 from ..functional.metrics import DICE_EPS, dice_counts, dice_from_counts, mean_dice
 from ..functional.postprocess import Rule, apply_postprocess, rules_from_table
-from ..functional.probs import LEVELS, save_probs, write_index
+from ..functional.probs import LEVELS, begin_dump, save_probs, write_index
 from ..functional.rle import rle_encode, write_submission
 
 
@@ -82,6 +82,8 @@ class MultiLabelDiceMetric(BaseMetric):
         """Reduce each prediction to per-class counts (and RLE strings when writing)."""
         if self.postprocess is not None and self.dataset_meta is None:
             raise ValueError('postprocess needs the class names: set dataset_meta first')
+        if self.prob_dir is not None and not self.results:
+            begin_dump(self.prob_dir)  # first batch of this evaluation on this rank
         for sample in data_samples:
             pred = sample['pred_sem_seg']['data'].bool()
             if any(self._rules):

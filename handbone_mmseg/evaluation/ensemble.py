@@ -18,7 +18,7 @@ from ..functional.metrics import dice_counts
 from ..functional.postprocess import PostprocessSearch, Rule, apply_postprocess, check_rules
 from ..functional.probs import ProbDump, ProbDumpError, check_compatible
 from ..functional.thresholds import DEFAULT_GRID, ThresholdSearch, check_thresholds
-from ..functional.voting import hard_vote, pick_per_class, soft_vote
+from ..functional.voting import check_weights, hard_vote, pick_per_class, soft_vote
 from ..utils.progress import track
 from .scoring import gt_masks
 
@@ -61,8 +61,7 @@ def _prepare(dumps: Sequence[ProbDump], weights: Sequence[float] | None,
     weights = [1.0] * len(dumps) if weights is None else list(weights)
     if len(weights) != len(dumps):
         raise ValueError(f'{len(weights)} weights for {len(dumps)} probability dumps')
-    if any(not w > 0 for w in weights):
-        raise ValueError(f'weights must be positive, got {weights}')
+    check_weights(weights)  # here, before the first image is read
     if labels is not None:
         check_labels(dumps[0], labels)
     return weights

@@ -1,16 +1,21 @@
-"""List every problem of a submission CSV (format in docs/format.md), streaming."""
+"""List every problem of a submission CSV (format in docs/format.md), streaming.
+
+Memory stays flat however long a field: lines are read a piece at a time, and an RLE field
+longer than a piece is checked as it is read (``RleParser``) and never held whole.
+"""
 import csv
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
 from ..classes import CLASSES
-from ..functional.rle import SUBMISSION_HEADER, parse_rle
+from ..functional.rle import SUBMISSION_HEADER, RleParser
 from ..io.images import DATASET_SUFFIXES, find_images
 from ..utils.progress import track
 
 _LISTED_NAMES = 5  # names shown per missing/unexpected image list
+_PIECE = 1 << 20  # characters read at a time; a longer line has its RLE field streamed
 
 
 @dataclass
@@ -29,6 +34,14 @@ def check_submission(path: str | Path, test_dir: str | Path | None = None,
                      shape: tuple[int, int] = (2048, 2048),
                      classes: tuple[str, ...] = CLASSES, max_problems: int = 50,
                      progress: bool = False) -> list[str]:
+    """List the problems of a submission CSV, one line each (``inspect_submission``)."""
+    return inspect_submission(path, test_dir, shape, classes, max_problems, progress)[0]
+
+
+def inspect_submission(path: str | Path, test_dir: str | Path | None = None,
+                       shape: tuple[int, int] = (2048, 2048),
+                       classes: tuple[str, ...] = CLASSES, max_problems: int = 50,
+                       progress: bool = False) -> tuple[list[str], int]:
     """List the problems of a submission CSV, one line each, not stopping at the first.
 
     Unlike ``iter_submission`` it goes on after a problem, and it checks RLE strings on their
@@ -44,8 +57,8 @@ def check_submission(path: str | Path, test_dir: str | Path | None = None,
         progress: count the rows read on a progress bar (only where stderr is a terminal).
 
     Returns:
-        Problem lines starting with ``{path}:{line_no}:``, or ``{path}:`` for the whole file;
-        an empty list for a valid submission.
+        Problem lines starting with ``{path}:{line_no}:``, or ``{path}:`` for the whole file
+        (an empty list for a valid submission), and the number of images the CSV names.
 
     Raises:
         ValueError: ``shape`` is not two positive sizes, ``classes`` is empty or
@@ -60,19 +73,24 @@ def check_submission(path: str | Path, test_dir: str | Path | None = None,
     path = Path(path)
     problems: list[str] = []
     skipped = 0
-    for problem in _iter_problems(path, test_dir, shape, classes, progress):
+    names: set[str] = set()
+    for problem in _iter_problems(path, test_dir, shape, classes, progress, names):
         if len(problems) < max_problems:
             problems.append(problem)
         else:
             skipped += 1
     if skipped:
         problems.append(f'{path}: {_count(skipped, "more problem")} not shown')
-    return problems
+    return problems, len(names)
 
 
 def _iter_problems(path: Path, test_dir: str | Path | None, shape: tuple[int, int],
-                   classes: tuple[str, ...], progress: bool = False) -> Iterator[str]:
-    """Yield every problem, in the order found; the test-dir comparison comes last."""
+                   classes: tuple[str, ...], progress: bool, names: set[str]
+                   ) -> Iterator[str]:
+    """Yield every problem, in the order found; the test-dir comparison comes last.
+
+    ``names`` receives the image names the CSV holds.
+    """
     test_names = None
     if test_dir is not None:
         test_dir = Path(test_dir)
@@ -95,6 +113,7 @@ def _iter_problems(path: Path, test_dir: str | Path | None, shape: tuple[int, in
         except UnicodeDecodeError as e:
             yield f'{path}: not UTF-8 text ({e.reason}), check stopped there'
             return
+    names.update(csv_names)
     if test_names:
         missing = test_names - csv_names
         if missing:
@@ -110,7 +129,8 @@ def _iter_row_problems(path: Path, f: TextIO, shape: tuple[int, int],
                        classes: tuple[str, ...], progress: bool = False
                        ) -> Generator[str, None, set[str]]:
     """Yield the problems of header and rows; return the image names met."""
-    records = track(_records(f), description='rows', enabled=None if progress else False)
+    lines = _Lines(f, shape[0] * shape[1])
+    records = track(_records(lines), description='rows', enabled=None if progress else False)
     first = next(records, None)
     if first is None:
         yield f'{path}: empty file'
@@ -158,7 +178,7 @@ def _iter_row_problems(path: Path, f: TextIO, shape: tuple[int, int],
                        f'(after {classes[block.previous]})')
             block.previous = index
         if len(row) == len(SUBMISSION_HEADER):
-            problem = _rle_problem(row[2], shape)
+            problem = lines.rle_problem(row[2])
             if problem:
                 yield f'{path}:{line_no}: image {name}, class {cls}: {problem}'
     if block is None:
@@ -168,13 +188,80 @@ def _iter_row_problems(path: Path, f: TextIO, shape: tuple[int, int],
     return set(first_blocks)
 
 
-def _records(f: TextIO) -> Iterator[tuple[int, list[str] | csv.Error]]:
+class _Lines:
+    """The file's lines for the csv module, each over-long RLE field checked while read.
+
+    A line longer than ``_PIECE`` whose first two fields are plain (no quotes) has its
+    third field fed to an ``RleParser`` piece by piece and replaced by a key to the
+    verdict; a comma in it still counts as a field separator. Other lines go through whole.
+    """
+
+    def __init__(self, f: TextIO, num_pixels: int) -> None:
+        self.f = f
+        self.num_pixels = num_pixels
+        self._verdicts: dict[str, str | None] = {}  # key in place of a field -> its problem
+
+    def __iter__(self) -> Iterator[str]:
+        while True:
+            line = self.f.readline(_PIECE)
+            if not line:
+                return
+            if len(line) < _PIECE or line[-1] in '\r\n':
+                yield line
+            else:
+                yield self._long_line(line)
+
+    def rle_problem(self, rle: str) -> str | None:
+        """The first thing wrong with an RLE field (or the key of a streamed one)."""
+        if rle in self._verdicts:
+            return self._verdicts.pop(rle)
+        parser = RleParser(self.num_pixels, keep=False)
+        try:
+            parser.feed(rle)
+            parser.close()
+        except ValueError as e:
+            return str(e)
+        return None
+
+    def _long_line(self, first: str) -> str:
+        comma = first.find(',')
+        comma = first.find(',', comma + 1) if comma >= 0 else -1
+        if comma < 0 or '"' in first[:comma]:  # not the plain layout: read it whole
+            parts = [first]
+            while len(parts[-1]) == _PIECE and parts[-1][-1] not in '\r\n':
+                parts.append(self.f.readline(_PIECE))
+            return ''.join(parts)
+        parser = RleParser(self.num_pixels, keep=False)
+        problem, commas, piece, text = None, 0, first, first[comma + 1:]
+        while True:
+            body = text.rstrip('\r\n')
+            ending = text[len(body):]
+            commas += body.count(',')
+            if problem is None:
+                try:
+                    parser.feed(body)
+                except ValueError as e:
+                    problem = str(e)
+            if ending or len(piece) < _PIECE:
+                break
+            piece = text = self.f.readline(_PIECE)
+        if problem is None:
+            try:
+                parser.close()
+            except ValueError as e:
+                problem = str(e)
+        key = f'\x1f{len(self._verdicts)}'
+        self._verdicts[key] = problem
+        return first[:comma + 1] + key + ',' * commas + (ending or '\n')
+
+
+def _records(lines: Iterable[str]) -> Iterator[tuple[int, list[str] | csv.Error]]:
     """CSV rows with the line they start on; a row the csv module rejects comes as its error.
 
     The reader moves past a rejected row (e.g. a field over ``csv.field_size_limit()``), so
     the rows after it are still checked.
     """
-    reader = csv.reader(f)
+    reader = csv.reader(lines)
     while True:
         line_no = reader.line_num + 1
         try:
@@ -192,15 +279,6 @@ def _missing_classes(path: Path, block: _Block, classes: tuple[str, ...]) -> Ite
         noun = 'class' if len(missing) == 1 else 'classes'
         yield (f'{path}:{block.line_no}: image {block.image}: '
                f'missing {noun} {", ".join(missing)}')
-
-
-def _rle_problem(rle: str, shape: tuple[int, int]) -> str | None:
-    """The first thing wrong with one RLE string, found on its numbers without a mask."""
-    try:
-        parse_rle(rle, shape[0] * shape[1])
-    except ValueError as e:
-        return str(e)
-    return None
 
 
 def _count(n: int, noun: str) -> str:

@@ -6,6 +6,11 @@ original size. Probabilities are quantised to ``uint8`` (error at most 1/510) or
 (1/131070), optionally stored at a reduced resolution (the networks predict at a quarter of
 their input anyway), and each class keeps only the bounding box of its non-zero levels: a
 bone fills about 1% of the frame, so files stay small and writing skips most of the zlib work.
+
+A dump is whole or refused: a run marks the index incomplete (``begin_dump``) before its
+first file and ``write_index`` marks it complete after its last, so a run killed while it
+rewrites a folder leaves an index that ``ProbDump`` refuses, not the old index over a mix of
+two models' files.
 """
 import json
 import zipfile
@@ -107,12 +112,24 @@ def load_levels(path: str | Path) -> np.ndarray:
     return levels
 
 
+def begin_dump(folder: str | Path) -> Path:
+    """Mark ``folder``'s dump incomplete before the first ``save_probs`` of a run.
+
+    Replaces any earlier ``index.json``: from here until ``write_index`` the folder may
+    hold files of two runs, and ``ProbDump`` refuses it. Returns the index path.
+    """
+    path = Path(folder) / INDEX_NAME
+    with atomic_open(path, 'w') as f:
+        json.dump(dict(format=DUMP_FORMAT, complete=False), f)
+    return path
+
+
 def write_index(folder: str | Path, classes: Sequence[str], dtype: str, scale: float,
                 entries: Iterable[tuple[str, dict]]) -> Path:
     """Write ``index.json`` for the ``(image name, entry)`` pairs; returns its path."""
     images = dict(sorted(entries))
-    index = dict(format=DUMP_FORMAT, classes=list(classes), dtype=dtype, scale=scale,
-                 images=images)
+    index = dict(format=DUMP_FORMAT, complete=True, classes=list(classes), dtype=dtype,
+                 scale=scale, images=images)
     path = Path(folder) / INDEX_NAME
     with atomic_open(path, 'w') as f:
         json.dump(index, f, indent=1)
@@ -140,6 +157,12 @@ class ProbDump:
             if index.get('format') != DUMP_FORMAT:
                 raise ProbDumpError(f'{path}: format {index.get("format")!r}, expected '
                                     f'{DUMP_FORMAT!r}')
+            # absent in dumps written before the mark existed: those count as complete
+            if index.get('complete') is False:
+                raise ProbDumpError(
+                    f'{self.folder}: incomplete probability dump (the run writing it stopped '
+                    'before the end, so it may mix two runs\' files): write it again with '
+                    'tools/test.py --save-probs')
             self.classes = tuple(index['classes'])
             self.dtype = index['dtype']
             self.images: dict[str, dict] = index['images']

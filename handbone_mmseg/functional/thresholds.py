@@ -18,6 +18,27 @@ from .postprocess import Rule, rules_from_table, rules_to_table
 
 # 0.05, 0.06, ..., 0.95: finer steps move Dice by less than the noise of one fold.
 DEFAULT_GRID = tuple(round(0.05 + 0.01 * i, 2) for i in range(91))
+# Candidates a search may take: the per-image cost grows with them, and beyond a step of
+# 0.001 the thresholds are rounded to the same 6 decimals anyway.
+MAX_GRID = 1000
+BASELINE = 0.5  # the untuned threshold, always a candidate
+
+
+def make_grid(low: float, high: float, step: float) -> list[float]:
+    """``low, low + step, ..., high`` with 0.5 added, each rounded to 6 decimals.
+
+    Raises:
+        ValueError: not ``0 < low <= high < 1`` and ``step > 0`` (NaN and inf fail), or more
+            than ``MAX_GRID`` candidates (``--grid 0.05 0.95 1e-9`` would never end).
+    """
+    if not (0 < low <= high < 1 and 0 < step < float('inf')):
+        raise ValueError(f'--grid needs 0 < LOW <= HIGH < 1 and a finite STEP > 0, got {low} '
+                         f'{high} {step}')
+    count = int((high - low) / step + 0.5) + 1
+    if count > MAX_GRID:
+        raise ValueError(f'--grid {low} {high} {step} makes {count} candidates, at most '
+                         f'{MAX_GRID}: take a larger STEP')
+    return sorted({round(low + i * step, 6) for i in range(count)} | {BASELINE})
 
 
 def check_thresholds(values: Sequence[float], classes: Sequence[str] = CLASSES,

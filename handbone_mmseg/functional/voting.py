@@ -3,17 +3,27 @@
 Each function takes an iterable, so a caller can load one model's probabilities at a time
 and memory holds one accumulator, not every model.
 """
+import math
 from collections.abc import Iterable, Sequence
 
 import torch
 from torch import Tensor
 
 
-def _checked_weights(weights: Sequence[float]) -> list[float]:
+def check_weights(weights: Sequence[float]) -> list[float]:
+    """The weights divided by their sum (float64), so no product with them overflows.
+
+    Raises:
+        ValueError: no weights, a weight that is not finite or not > 0, or an infinite sum
+            (``inf`` would turn every pixel into NaN, ``1e308 1e308`` overflow the sum).
+    """
     weights = [float(w) for w in weights]
-    if not weights or any(not w > 0 for w in weights):
-        raise ValueError(f'weights must be positive, got {weights}')
-    return weights
+    if not weights or any(not (math.isfinite(w) and w > 0) for w in weights):
+        raise ValueError(f'weights must be positive and finite, got {weights}')
+    total = sum(weights)
+    if not math.isfinite(total):
+        raise ValueError(f'weights must have a finite sum, got {weights} (sum {total})')
+    return [w / total for w in weights]
 
 
 def _accumulate(arrays: Iterable[Tensor], weights: list[float]) -> Tensor:
@@ -32,8 +42,7 @@ def _accumulate(arrays: Iterable[Tensor], weights: list[float]) -> Tensor:
 
 def soft_vote(probs: Iterable[Tensor], weights: Sequence[float]) -> Tensor:
     """Weighted mean of (C, H, W) probabilities: ``sum(w_i * p_i) / sum(w_i)``."""
-    weights = _checked_weights(weights)
-    return _accumulate(probs, weights).div_(sum(weights))
+    return _accumulate(probs, check_weights(weights))
 
 
 def hard_vote(masks: Iterable[Tensor], weights: Sequence[float],
@@ -45,8 +54,7 @@ def hard_vote(masks: Iterable[Tensor], weights: Sequence[float],
     """
     if not 0 < vote_threshold <= 1:
         raise ValueError(f'vote threshold must lie in (0, 1], got {vote_threshold}')
-    weights = _checked_weights(weights)
-    share = _accumulate(masks, weights).div_(sum(weights))
+    share = _accumulate(masks, check_weights(weights))
     return share >= vote_threshold * (1 - 1e-6)  # so that 2 of 3 votes reach 2/3
 
 
