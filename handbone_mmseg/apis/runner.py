@@ -2,9 +2,10 @@
 
 mmseg's ``tools/train.py`` (and ``mim train``) build ``RUNNERS.build(cfg)`` when the config
 has ``runner_type``, and the runtime base sets ``runner_type = 'HandBoneRunner'``, so a config
-that sets ``grayscale = True`` or ``use_wandb = True`` gets them there as it does through this
-project's tools. ``Runner.from_cfg`` of a config that has not been through ``load_config``
-would ignore them.
+that sets a switch (``grayscale``, ``use_wandb``, the sizes, ``full_resolution``,
+``accumulative_counts``, ``grad_checkpointing``: ``apply_switches``) gets it there as it does
+through this project's tools. ``Runner.from_cfg`` of a config that has not been through
+``load_config`` would ignore them.
 """
 import copy
 
@@ -19,7 +20,7 @@ from .switches import apply_switches
 # does the root when no default scope is set yet, as in mmseg's tools/train.py.
 @RUNNERS.register_module()
 class HandBoneRunner(Runner):
-    """A ``Runner`` whose ``from_cfg`` applies ``use_wandb`` and ``grayscale`` first.
+    """A ``Runner`` whose ``from_cfg`` applies the config switches first.
 
     ``from_cfg(cfg)``: copy the config -> ``apply_switches`` (idempotent, so a config from
     ``load_config`` is unchanged) -> ``Runner.from_cfg``.

@@ -120,8 +120,8 @@ class MultiLabelMixin:
       probabilities). Since the result already holds probabilities, ``postprocess_result``
       takes no sigmoid in this mode.
 
-    Full resolution is this mode on an unresized test image: the dataset base's
-    ``slide_test_cfg`` and ``full_res_test_pipeline`` (configs/_base_/datasets/handbone.py).
+    Full resolution is this mode on an unresized test image: the ``full_resolution = True``
+    switch (``handbone_mmseg.apis.apply_switches``) sets both from the config's crop size.
 
     .. code:: text
 
