@@ -11,8 +11,10 @@
 # test split gets a quarter), ITERS, WORKERS (loader and phantom processes), AMP (1: --amp;
 # the model-zoo configs train with AMP anyway, the tiny CPU config needs 0),
 # PRETRAINED (None, or a local weights file: the GPU machine has no internet), ROOT_DIR
-# (data and work dirs; the work dir is cleared, the data reused), SUMMARY, EXTRA (more
-# --cfg-options). A CPU dry run of the same steps:
+# (data and work dirs; the work dir is cleared, the data reused), DATA (the phantom folder,
+# default ROOT_DIR/data_SIZE: runs of several configs can share one), SUMMARY, EXTRA (more
+# --cfg-options). benchmarks/gpu_run.sh runs it on the device tool's GPU machine. A CPU dry
+# run of the same steps:
 #   SIZE=256 PATIENTS=5 ITERS=2 WORKERS=0 AMP=0 CONFIG=configs/tiny_cpu_handbone.py \
 #       benchmarks/gpu_smoke.sh
 set -euo pipefail
@@ -28,7 +30,7 @@ AMP=${AMP:-1}
 PRETRAINED=${PRETRAINED:-None}
 ROOT_DIR=${ROOT_DIR:-work_dirs/gpu_smoke}
 SUMMARY=${SUMMARY:-$ROOT_DIR/summary.txt}
-DATA=$ROOT_DIR/data_$SIZE
+DATA=${DATA:-$ROOT_DIR/data_$SIZE}
 WORK=$ROOT_DIR/work
 # Loader workers live as long as their loader only where there are workers.
 PERSISTENT=$([ "$WORKERS" -gt 0 ] && echo True || echo False)
