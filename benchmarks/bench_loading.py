@@ -14,7 +14,7 @@ from mmseg.registry import TRANSFORMS
 
 from handbone_mmseg.classes import CLASS_INDEX
 from handbone_mmseg.datasets import LoadMultiLabelAnnotations, LoadXrayFromFile
-from handbone_mmseg.functional.annotations import parse_annotation, read_png_size
+from handbone_mmseg.io.annotations import parse_annotation, read_png_size
 
 from common import best_time, phantom_case
 

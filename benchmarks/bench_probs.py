@@ -12,11 +12,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from handbone_mmseg.functional.annotations import parse_annotation, read_png_size
 from handbone_mmseg.functional.labels import rasterize_polygons, unpack_labels
 from handbone_mmseg.functional.metrics import dice_counts, dice_from_counts
-from handbone_mmseg.functional.probs import load_levels, quantize, save_probs
+from handbone_mmseg.functional.probs import quantize
 from handbone_mmseg.functional.thresholds import DEFAULT_GRID, ThresholdSearch
+from handbone_mmseg.io.annotations import parse_annotation, read_png_size
+from handbone_mmseg.io.prob_dump import load_levels, save_probs
 
 from common import best_time, phantom_case
 

@@ -6,9 +6,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from handbone_mmseg.functional.annotations import parse_annotation, read_png_size
 from handbone_mmseg.functional.labels import rasterize_polygons, unpack_labels
-from handbone_mmseg.functional.rle import rle_encode, write_submission
+from handbone_mmseg.functional.rle import rle_encode
+from handbone_mmseg.io.annotations import parse_annotation, read_png_size
+from handbone_mmseg.io.submission import write_submission
 
 from common import best_time, phantom_case
 

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from mmengine.config import Config, DictAction
 
 from .apis import load_config
-from .fileio import terminate_on_sigterm
+from .io.atomic import terminate_on_sigterm
 
 DEBUG_FLAG = '--debug'
 DEBUG_ENV = 'HANDBONE_DEBUG'
@@ -37,7 +37,7 @@ def run_tool(main: Callable[[], int | None]) -> int:
     unreadable files (``OSError``) and ``SystemExit`` with a message print
     ``error: FILE: problem`` to stderr as the last line, without the traceback, which
     ``--debug`` (taken out of ``sys.argv`` here) or ``HANDBONE_DEBUG=1`` keeps. SIGTERM ends
-    the tool with status 143 after the temporary files are removed (``fileio``).
+    the tool with status 143 after the temporary files are removed (``io.atomic``).
 
     Returns:
         The exit status: ``main``'s (0 for None), 1 after an error, 130 on Ctrl-C.

@@ -12,7 +12,7 @@ from mmseg.utils import register_all_modules
 
 import handbone_mmseg  # noqa: F401  (registers the plugin)
 
-from conftest import ROOT
+from helpers import ROOT
 
 register_all_modules(init_default_scope=True)
 

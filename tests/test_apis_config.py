@@ -11,7 +11,7 @@ from mmseg.registry import RUNNERS as MMSEG_RUNNERS
 
 from handbone_mmseg.apis import HandBoneRunner, apply_switches, check_cfg_options, load_config
 
-from conftest import ROOT
+from helpers import ROOT
 
 TINY = ROOT / 'configs' / 'tiny_cpu_handbone.py'
 
@@ -147,7 +147,7 @@ SMALL = Config(dict(
 
 @pytest.mark.parametrize('key', [
     'data_root', 'fold', 'model.backbone.depth',                    # existing keys
-    'model.decode_head.1.num_classes', 'train_dataloader.dataset.pipeline.1.scale',
+    'model.decode_head.1.num_classes', 'train_dataloader.dataset.pipeline.1.type',
     'grayscale', 'use_wandb', 'n_folds',                            # the plugin's switches
     'randomness', 'work_dir', 'model_wrapper_cfg',                  # what the Runner reads
     'model.pretrained', 'model.backbone.frozen_stages',             # kwargs of a built object
@@ -201,3 +201,17 @@ def test_every_shipped_config_takes_the_documented_overrides():
                'visualizer.name': 'v', 'model.threshold': 0.4}
     for path in sorted((ROOT / 'configs').glob('*.py')):
         check_cfg_options(Config.fromfile(path), options, str(path))
+
+
+@pytest.mark.parametrize('key, owner', [
+    ('train_dataloader.dataset.pipeline.3.crop_size', 'crop_size'),
+    ('test_pipeline.1.scale', 'train_scale or test_scale'),
+    ('model.data_preprocessor.size', 'crop_size'),
+])
+def test_sizes_that_switches_write_are_refused_naming_the_variable(key, owner):
+    # apply_switches would write the variable back over the value: silently, before this
+    with pytest.raises(ValueError) as error:
+        load_config(TINY, {key: (64, 64)})
+    assert str(error.value) == (f'--cfg-options {key}: written from the config\'s {owner} '
+                                f'variable; override {owner} instead (it reaches every '
+                                'pipeline and the data preprocessor)')

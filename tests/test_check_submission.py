@@ -6,9 +6,10 @@ import pytest
 
 from handbone_mmseg.classes import CLASSES
 from handbone_mmseg.evaluation.submission_check import check_submission
-from handbone_mmseg.functional.rle import rle_decode, rle_encode, write_submission
+from handbone_mmseg.functional.rle import rle_decode, rle_encode
+from handbone_mmseg.io.submission import write_submission
 
-from conftest import load_tool
+from helpers import load_tool
 
 SHAPE = (8, 8)  # 64 pixels
 HEADER = 'image_name,class,rle\n'

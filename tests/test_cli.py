@@ -9,7 +9,7 @@ import torch
 
 from handbone_mmseg.cli import positive_int
 
-from conftest import ROOT, free_port, load_tool
+from helpers import ROOT, free_port, load_tool
 
 CONFIG = str(ROOT / 'configs' / 'tiny_cpu_handbone.py')
 

@@ -11,7 +11,7 @@ from pycocotools import mask as mask_utils
 from handbone_mmseg.classes import CLASSES, NUM_CLASSES
 from handbone_mmseg.datasets import HandBoneDataset
 from handbone_mmseg.functional.labels import rasterize_polygons, unpack_labels
-from handbone_mmseg.functional.rle import read_submission, rle_encode, write_submission
+from handbone_mmseg.functional.rle import rle_encode
 from handbone_mmseg.io.coco import (
     CocoError,
     CocoWriter,
@@ -22,9 +22,10 @@ from handbone_mmseg.io.coco import (
     segmentation_to_mask,
     submission_to_coco,
 )
+from handbone_mmseg.io.submission import read_submission, write_submission
 from handbone_mmseg.phantom import generate_phantom
 
-from conftest import load_tool
+from helpers import load_tool
 
 SIZE = 160
 

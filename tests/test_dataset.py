@@ -5,9 +5,9 @@ from pathlib import Path
 import pytest
 
 from handbone_mmseg.datasets import HandBoneDataset, LoadXrayFromFile, patient_folds
-from handbone_mmseg.functional import AnnotationError
+from handbone_mmseg.io import AnnotationError
 
-from conftest import all_bones, square, write_case
+from helpers import all_bones, square, write_case
 
 LABELED = dict(img_path='train/DCM', seg_map_path='train/outputs_json')
 

@@ -9,7 +9,7 @@ import pytest
 pydicom = pytest.importorskip('pydicom')
 
 from handbone_mmseg.datasets import HandBoneDataset, LoadXrayFromFile  # noqa: E402
-from handbone_mmseg.functional.annotations import AnnotationError  # noqa: E402
+from handbone_mmseg.io.annotations import AnnotationError  # noqa: E402
 from handbone_mmseg.io.dicom import DicomError, is_dicom, read_dicom, read_dicom_header, write_dicom  # noqa: E402
 from handbone_mmseg.io.images import read_image, read_image_size  # noqa: E402
 

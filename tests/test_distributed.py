@@ -7,13 +7,11 @@ from pathlib import Path
 
 from handbone_mmseg.phantom import generate_phantom
 
-from conftest import ROOT, free_port, load_tool
+from helpers import ROOT, free_port, load_tool
 
 CONFIG = str(ROOT / 'configs' / 'tiny_cpu_handbone.py')
-SMALL = ['train_dataloader.batch_size=2', 'train_dataloader.dataset.pipeline.1.scale=(64,64)',
-         'train_dataloader.dataset.pipeline.3.crop_size=(64,64)',
-         'model.data_preprocessor.size=(64,64)', 'val_dataloader.dataset.pipeline.1.scale=(64,64)',
-         'test_dataloader.dataset.pipeline.1.scale=(64,64)', 'default_hooks.logger.interval=1',
+SMALL = ['train_dataloader.batch_size=2', 'train_scale=(64,64)', 'crop_size=(64,64)',
+         'test_scale=(64,64)', 'default_hooks.logger.interval=1',
          'n_folds=2',  # 3 validation patients: 6 images, an uneven split over 2 ranks
          'model.threshold=0.005']  # an untrained model then predicts masks that differ
 

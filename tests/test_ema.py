@@ -8,8 +8,8 @@ import torch
 
 from handbone_mmseg.phantom import generate_phantom
 
-from conftest import ROOT
-from conftest import load_tool as tool
+from helpers import ROOT
+from helpers import load_tool as tool
 
 # momentum 0.5: after a few steps the average is far from the raw weights, so a test that
 # used the wrong set would see another Dice (the configs' ExpMomentumEMA starts near 1)

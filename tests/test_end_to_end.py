@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 import torch
 
-from handbone_mmseg.functional import read_submission
+from handbone_mmseg.io import read_submission
 from handbone_mmseg.phantom import generate_phantom
 
-from conftest import ROOT
-from conftest import load_tool as tool
+from helpers import ROOT
+from helpers import load_tool as tool
 
 CONFIG = str(ROOT / 'configs' / 'tiny_cpu_handbone.py')
 
@@ -22,17 +22,12 @@ def phantom(tmp_path_factory) -> Path:
 
 
 def options(data: Path, **extra: object) -> list[str]:
-    small = dict(train_scale=(64, 64), crop_size=(64, 64), test_scale=(64, 64))
-    opts = {'data_root': str(data)}
+    # the size switches reach every pipeline and the preprocessor (apply_switches)
+    opts = {'data_root': str(data), 'train_scale': (64, 64), 'crop_size': (64, 64),
+            'test_scale': (64, 64)}
     opts.update({
         'train_dataloader.batch_size': 2, 'train_dataloader.num_workers': 0,
         'train_dataloader.persistent_workers': False,
-        'train_dataloader.dataset.pipeline.1.scale': small['train_scale'],
-        'train_dataloader.dataset.pipeline.3.crop_size': small['crop_size'],
-        'model.data_preprocessor.size': small['crop_size'],
-        'val_dataloader.dataset.pipeline.1.scale': small['test_scale'],
-        'test_dataloader.dataset.pipeline.1.scale': small['test_scale'],
-        'test_pipeline.1.scale': small['test_scale'],
         'default_hooks.logger.interval': 1,
     })
     opts.update(extra)

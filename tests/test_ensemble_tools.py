@@ -15,15 +15,10 @@ import torch
 
 from handbone_mmseg.classes import CLASSES
 from handbone_mmseg.evaluation import gt_masks, load_labels
-from handbone_mmseg.functional import (
-    DICE_EPS,
-    read_submission,
-    save_probs,
-    save_thresholds,
-    write_index,
-)
+from handbone_mmseg.functional import DICE_EPS
+from handbone_mmseg.io import read_submission, save_probs, save_thresholds, write_index
 
-from conftest import all_bones, load_tool, write_case
+from helpers import all_bones, load_tool, write_case
 
 NAMES = ('image1661130828152.png', 'image1661130845790_R.png')
 SIZE = 48

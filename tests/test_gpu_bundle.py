@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from packaging.requirements import Requirement
 
-from conftest import ROOT
+from helpers import ROOT
 
 spec = importlib.util.spec_from_file_location('gpu_bundle', ROOT / 'benchmarks' / 'gpu_bundle.py')
 gpu_bundle = importlib.util.module_from_spec(spec)

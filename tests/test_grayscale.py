@@ -11,7 +11,7 @@ from test_model_configs import CONFIGS
 
 from handbone_mmseg.apis import make_grayscale
 
-from conftest import ROOT, load_tool
+from helpers import ROOT, load_tool
 
 register_all_modules(init_default_scope=True)
 ALL_CONFIGS = [*CONFIGS, 'tiny_cpu_handbone']

@@ -7,11 +7,11 @@ import torch
 from test_end_to_end import options
 
 from handbone_mmseg.evaluation import check_submission, score_submission
-from handbone_mmseg.functional import ProbDump, read_submission
+from handbone_mmseg.io import ProbDump, read_submission
 from handbone_mmseg.phantom import generate_phantom
 
-from conftest import ROOT
-from conftest import load_tool as tool
+from helpers import ROOT
+from helpers import load_tool as tool
 
 SIZE = 128
 
@@ -23,13 +23,9 @@ def runs(tmp_path_factory) -> dict:
     data = root / 'data'
     generate_phantom(data, patients=5, size=SIZE, seed=2, test_patients=1, test_labels=True)
     config = root / 'tiny_tta.py'
+    # TTA resizes to 48 and 64: the ratios times options()' test_scale of 64
     config.write_text(f"_base_ = ['{ROOT / 'configs' / 'tiny_cpu_handbone.py'}']\n"
-                      "tta_pipeline = [dict(type='LoadXrayFromFile'), dict(type='TestTimeAug', "
-                      "transforms=[[dict(type='Resize', scale=(s, s), keep_ratio=True) "
-                      "for s in (48, 64)], [dict(type='RandomFlip', prob=p, "
-                      "direction='horizontal') for p in (0.0, 1.0)], "
-                      "[dict(type='LoadMultiLabelAnnotations', at_original_size=True)], "
-                      "[dict(type='PackSegInputs')]])]\n")
+                      "tta_ratios = [0.75, 1.0]\n")
     checkpoints = []
     for seed in (0, 1):
         work = root / f'model{seed}'

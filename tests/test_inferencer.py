@@ -7,15 +7,13 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from mmengine.registry import init_default_scope
-from mmseg.registry import MODELS
 
-from handbone_mmseg.apis import HandBoneInferencer, load_config
+from handbone_mmseg.apis import HandBoneInferencer
 from handbone_mmseg.classes import CLASSES, NUM_CLASSES
-from handbone_mmseg.functional.rle import read_submission
+from handbone_mmseg.io.submission import read_submission
 from handbone_mmseg.phantom import generate_phantom
 
-from conftest import ROOT, load_tool
+from helpers import ROOT, load_tool, random_checkpoint
 
 CONFIG = str(ROOT / 'configs' / 'tiny_cpu_handbone.py')
 SIZE = 96
@@ -26,12 +24,7 @@ OPTIONS = {'model.prior_prob': None}
 def setup(tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp('inferencer')
     generate_phantom(root / 'data', patients=1, size=SIZE, seed=5, test_patients=1)
-    init_default_scope('mmseg')
-    torch.manual_seed(0)
-    model = MODELS.build(load_config(CONFIG, OPTIONS).model)
-    model.init_weights()
-    checkpoint = root / 'random.pth'
-    torch.save({'state_dict': model.state_dict(), 'meta': {}}, checkpoint)
+    checkpoint = random_checkpoint(CONFIG, root / 'random.pth', OPTIONS)
     images = sorted((root / 'data' / 'test' / 'DCM').rglob('*.png'))
     return dict(root=root, data=root / 'data', checkpoint=checkpoint, images=images,
                 plain=HandBoneInferencer(CONFIG, checkpoint, device='cpu',

@@ -4,13 +4,8 @@ import pytest
 import torch
 
 from handbone_mmseg.evaluation import MultiLabelDiceMetric
-from handbone_mmseg.functional import (
-    DICE_EPS,
-    dice_counts,
-    dice_from_counts,
-    pack_masks,
-    read_submission,
-)
+from handbone_mmseg.functional import DICE_EPS, dice_counts, dice_from_counts, pack_masks
+from handbone_mmseg.io import read_submission
 
 EPS = DICE_EPS
 
@@ -86,13 +81,8 @@ def test_unlabeled_split_only_writes_the_submission(tmp_path):
 def test_score_submission_of_the_ground_truth_is_perfect(tiny_root, tmp_path):
     from handbone_mmseg.datasets import HandBoneDataset
     from handbone_mmseg.evaluation import score_submission
-    from handbone_mmseg.functional import (
-        SubmissionError,
-        rasterize_polygons,
-        rle_encode,
-        unpack_labels,
-        write_submission,
-    )
+    from handbone_mmseg.functional import rasterize_polygons, rle_encode, unpack_labels
+    from handbone_mmseg.io import SubmissionError, write_submission
     prefix = dict(img_path='train/DCM', seg_map_path='train/outputs_json')
     ds = HandBoneDataset(data_root=str(tiny_root), data_prefix=prefix, pipeline=[],
                          serialize_data=False)

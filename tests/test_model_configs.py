@@ -8,7 +8,7 @@ from mmseg.registry import MODELS
 from mmseg.structures import SegDataSample
 from mmseg.utils import register_all_modules
 
-from conftest import ROOT
+from helpers import ROOT
 
 register_all_modules(init_default_scope=True)
 

@@ -18,14 +18,8 @@ from handbone_mmseg.functional import (
     dice_counts,
     dice_from_counts,
     keep_largest_component,
-    load_postprocess,
-    load_thresholds,
     pack_masks,
-    read_submission,
     remove_small_components,
-    save_probs,
-    save_thresholds,
-    write_index,
 )
 from handbone_mmseg.functional.postprocess import (
     MIN_GAIN,
@@ -33,8 +27,16 @@ from handbone_mmseg.functional.postprocess import (
     check_rule,
     filter_components,
 )
+from handbone_mmseg.io import (
+    load_postprocess,
+    load_thresholds,
+    read_submission,
+    save_probs,
+    save_thresholds,
+    write_index,
+)
 
-from conftest import all_bones, load_tool, write_case
+from helpers import all_bones, load_tool, write_case
 
 EPS = DICE_EPS
 

@@ -6,19 +6,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import torch
-from mmengine.registry import init_default_scope
-from mmseg.registry import MODELS
 from pycocotools import mask as mask_utils
 
-from handbone_mmseg.apis import load_config
 from handbone_mmseg.classes import CLASSES, NUM_CLASSES
 from handbone_mmseg.evaluation import check_submission
-from handbone_mmseg.functional.probs import ProbDump
-from handbone_mmseg.functional.rle import read_submission
+from handbone_mmseg.io.prob_dump import ProbDump
+from handbone_mmseg.io.submission import read_submission
 from handbone_mmseg.phantom import generate_phantom
 
-from conftest import ROOT, load_tool
+from helpers import ROOT, load_tool, random_checkpoint
 
 CONFIG = str(ROOT / 'configs' / 'tiny_cpu_handbone.py')
 SIZE = 80
@@ -28,12 +24,7 @@ SIZE = 80
 def setup(tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp('predict')
     generate_phantom(root / 'data', patients=1, size=SIZE, seed=6, test_patients=1)
-    init_default_scope('mmseg')
-    torch.manual_seed(0)
-    model = MODELS.build(load_config(CONFIG, {'model.prior_prob': None}).model)
-    model.init_weights()
-    checkpoint = root / 'random.pth'
-    torch.save({'state_dict': model.state_dict(), 'meta': {}}, checkpoint)
+    checkpoint = random_checkpoint(CONFIG, root / 'random.pth', {'model.prior_prob': None})
     return dict(root=root, images=root / 'data' / 'test' / 'DCM', checkpoint=checkpoint)
 
 

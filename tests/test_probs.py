@@ -8,16 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from handbone_mmseg.functional import (
-    ProbDump,
-    ProbDumpError,
-    check_compatible,
-    dequantize,
-    quantize,
-    save_probs,
-    write_index,
-)
-from handbone_mmseg.functional.probs import DUMP_FORMAT, load_levels
+from handbone_mmseg.functional import dequantize, quantize
+from handbone_mmseg.io import ProbDump, ProbDumpError, check_compatible, save_probs, write_index
+from handbone_mmseg.io.prob_dump import DUMP_FORMAT, load_levels
 
 # float32 holds k / 255 and k / 65535 only to about 3e-8: the slack above half a level
 FLOAT32_SLACK = 1e-7

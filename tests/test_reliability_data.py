@@ -22,12 +22,11 @@ from handbone_mmseg.apis.inferencer import inference_pipeline
 from handbone_mmseg.classes import CLASSES
 from handbone_mmseg.datasets import HandBoneDataset, LoadXrayFromFile
 from handbone_mmseg.evaluation import score_submission
-from handbone_mmseg.functional import AnnotationError
-from handbone_mmseg.functional.rle import write_submission
-from handbone_mmseg.io import find_images
+from handbone_mmseg.io import AnnotationError, find_images
+from handbone_mmseg.io.submission import write_submission
 from handbone_mmseg.phantom import generate_phantom
 
-from conftest import ROOT, load_tool
+from helpers import ROOT, load_tool
 
 LABELED = dict(img_path='train/DCM', seg_map_path='train/outputs_json')
 

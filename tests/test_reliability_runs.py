@@ -21,13 +21,13 @@ from handbone_mmseg.classes import CLASSES
 from handbone_mmseg.cli import error_line, run_tool
 from handbone_mmseg.evaluation import MultiLabelDiceMetric
 from handbone_mmseg.evaluation.submission_check import check_submission, inspect_submission
-from handbone_mmseg.fileio import atomic_open
-from handbone_mmseg.functional import save_probs, write_index
-from handbone_mmseg.functional.annotations import AnnotationError
 from handbone_mmseg.functional.voting import check_weights, soft_vote
+from handbone_mmseg.io import save_probs, write_index
+from handbone_mmseg.io.annotations import AnnotationError
+from handbone_mmseg.io.atomic import atomic_open
 from handbone_mmseg.phantom import generate_phantom
 
-from conftest import ROOT, all_bones, load_tool, square, write_case
+from helpers import ROOT, all_bones, load_tool, square, write_case
 
 CONFIG = str(ROOT / 'configs' / 'tiny_cpu_handbone.py')
 VENV_PYTHON = ROOT / '.venv' / 'bin' / 'python'
@@ -83,10 +83,7 @@ def train_options(data: Path, iters: int) -> list[str]:
     opts = {
         'data_root': data, 'train_dataloader.batch_size': 1,
         'train_dataloader.num_workers': 0, 'train_dataloader.persistent_workers': False,
-        'train_dataloader.dataset.pipeline.1.scale': (64, 64),
-        'train_dataloader.dataset.pipeline.3.crop_size': (64, 64),
-        'model.data_preprocessor.size': (64, 64),
-        'val_dataloader.dataset.pipeline.1.scale': (64, 64),
+        'train_scale': (64, 64), 'crop_size': (64, 64), 'test_scale': (64, 64),
         'train_cfg.max_iters': iters, 'train_cfg.val_interval': 2,
         'default_hooks.checkpoint.interval': 2, 'default_hooks.logger.interval': 1,
     }
@@ -387,11 +384,11 @@ def test_checker_refuses_misplaced_whitespace_in_one_line(tmp_path, rle, problem
 
 WRITER = '''
 import importlib.util, sys, time
-spec = importlib.util.spec_from_file_location('fileio', sys.argv[1])
-fileio = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(fileio)
-fileio.terminate_on_sigterm()  # what run_tool does for every tool
-with fileio.atomic_open(sys.argv[2], 'w') as f:
+spec = importlib.util.spec_from_file_location('atomic', sys.argv[1])
+atomic = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(atomic)
+atomic.terminate_on_sigterm()  # what run_tool does for every tool
+with atomic.atomic_open(sys.argv[2], 'w') as f:
     f.write('image_name,class,rle\\n')
     f.flush()
     print('writing', flush=True)
@@ -404,8 +401,8 @@ with fileio.atomic_open(sys.argv[2], 'w') as f:
 def test_sigterm_leaves_no_temporary_file(tmp_path):
     """Before: SIGTERM killed the writer inside atomic_open and its .tmp file stayed."""
     out = tmp_path / 'submission.csv'
-    proc = subprocess.Popen([sys.executable, '-c', WRITER, str(ROOT / 'handbone_mmseg' /
-                                                               'fileio.py'), str(out)],
+    proc = subprocess.Popen([sys.executable, '-c', WRITER, str(ROOT / 'handbone_mmseg' / 'io' /
+                                                               'atomic.py'), str(out)],
                             stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout.readline() == 'writing\n'

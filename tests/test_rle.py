@@ -3,12 +3,11 @@ import numpy as np
 import pytest
 
 from handbone_mmseg.classes import CLASSES
-from handbone_mmseg.functional.rle import (
+from handbone_mmseg.functional.rle import rle_decode, rle_encode
+from handbone_mmseg.io.submission import (
     SubmissionError,
     iter_submission,
     read_submission,
-    rle_decode,
-    rle_encode,
     write_submission,
 )
 

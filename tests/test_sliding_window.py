@@ -20,7 +20,7 @@ from handbone_mmseg.functional.sliding import (
     window_starts,
 )
 
-from conftest import ROOT
+from helpers import ROOT
 
 register_all_modules(init_default_scope=True)
 

@@ -15,9 +15,8 @@ from handbone_mmseg.functional import (
     dequantize,
     dice_counts,
     dice_from_counts,
-    load_thresholds,
-    save_thresholds,
 )
+from handbone_mmseg.io import load_thresholds, save_thresholds
 
 EPS = DICE_EPS
 

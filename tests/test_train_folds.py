@@ -5,7 +5,7 @@ import pytest
 from mmengine.config import Config
 from mmseg.registry import DATASETS
 
-from conftest import ROOT, load_tool
+from helpers import ROOT, load_tool
 
 CONFIG = str(ROOT / 'configs' / 'tiny_cpu_handbone.py')
 
@@ -13,10 +13,8 @@ CONFIG = str(ROOT / 'configs' / 'tiny_cpu_handbone.py')
 def options(data: Path) -> list[str]:
     """Two folds of the tiny tree, two 64-pixel iterations each, then validation."""
     return [f'data_root={data}', 'n_folds=2', 'train_cfg.max_iters=2',
-            'train_cfg.val_interval=2', 'train_dataloader.dataset.pipeline.1.scale=(64,64)',
-            'train_dataloader.dataset.pipeline.3.crop_size=(64,64)',
-            'model.data_preprocessor.size=(64,64)',
-            'val_dataloader.dataset.pipeline.1.scale=(64,64)']
+            'train_cfg.val_interval=2', 'train_scale=(64,64)', 'crop_size=(64,64)',
+            'test_scale=(64,64)']
 
 
 def val_patients(work_dir: Path) -> set[str]:

@@ -13,7 +13,7 @@ from mmseg.utils import register_all_modules
 from test_model_configs import CONFIGS
 from test_segmentor import build as build_toy
 
-from conftest import ROOT, load_tool
+from helpers import ROOT, load_tool
 
 register_all_modules(init_default_scope=True)
 
@@ -96,10 +96,11 @@ def test_tta_applies_per_class_thresholds_to_the_mean(tmp_path):
 
 
 def test_tta_keeps_original_frame_ground_truth(tmp_path):
-    from conftest import all_bones, write_case
+    from helpers import all_bones, write_case
     img = write_case(tmp_path, 'ID001', 'image1', size=64, annotations=all_bones())
     ann = tmp_path / 'train' / 'outputs_json' / 'ID001' / 'image1.json'
-    from handbone_mmseg.functional import parse_annotation, rasterize_polygons
+    from handbone_mmseg.functional import rasterize_polygons
+    from handbone_mmseg.io import parse_annotation
     polygons = parse_annotation(ann, (64, 64))
     pipeline_input = dict(img_path=str(img), polygons=polygons)
     pipeline = Compose([dict(type='LoadXrayFromFile'), dict(type='TestTimeAug', transforms=[

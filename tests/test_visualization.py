@@ -17,7 +17,8 @@ from mmseg.structures import SegDataSample
 from handbone_mmseg.classes import CLASSES, NUM_CLASSES, PALETTE
 from handbone_mmseg.evaluation import score_submission
 from handbone_mmseg.functional.labels import pack_masks
-from handbone_mmseg.functional.rle import rle_encode, write_submission
+from handbone_mmseg.functional.rle import rle_encode
+from handbone_mmseg.io.submission import write_submission
 from handbone_mmseg.visualization import (
     FN_COLOUR,
     FP_COLOUR,
@@ -26,14 +27,10 @@ from handbone_mmseg.visualization import (
     enable_show_dir,
     overlay_masks,
 )
-from handbone_mmseg.visualization.report import (
-    ground_truth,
-    index_images,
-    plot_class_dice,
-    plot_image_dice,
-)
+from handbone_mmseg.visualization.charts import plot_class_dice, plot_image_dice
+from handbone_mmseg.visualization.report import ground_truth, index_images
 
-from conftest import ROOT, load_tool
+from helpers import ROOT, load_tool
 
 DAMAGED = 3  # the class emptied in the damaged submission
 

@@ -5,15 +5,8 @@ import torch
 
 from handbone_mmseg.classes import CLASSES
 from handbone_mmseg.evaluation import iter_ensemble
-from handbone_mmseg.functional import (
-    ProbDump,
-    dequantize,
-    hard_vote,
-    pick_per_class,
-    save_probs,
-    soft_vote,
-    write_index,
-)
+from handbone_mmseg.functional import dequantize, hard_vote, pick_per_class, soft_vote
+from handbone_mmseg.io import ProbDump, save_probs, write_index
 
 
 def t(*values) -> torch.Tensor:

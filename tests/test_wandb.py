@@ -6,7 +6,7 @@ import pytest
 import wandb
 from test_train_folds import options
 
-from conftest import ROOT, load_tool
+from helpers import ROOT, load_tool
 
 CONFIG = str(ROOT / 'configs' / 'tiny_cpu_handbone.py')
 

@@ -20,9 +20,8 @@ import sys
 from pathlib import Path
 
 from handbone_mmseg.cli import run_tool
-from handbone_mmseg.fileio import atomic_open
-from handbone_mmseg.functional.annotations import AnnotationError
-from handbone_mmseg.functional.rle import SubmissionError
+from handbone_mmseg.io.annotations import AnnotationError
+from handbone_mmseg.io.atomic import atomic_open
 from handbone_mmseg.io.coco import (
     CocoError,
     labels_to_coco,
@@ -30,6 +29,7 @@ from handbone_mmseg.io.coco import (
     submission_to_coco,
     write_coco_images,
 )
+from handbone_mmseg.io.submission import SubmissionError
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -11,7 +11,6 @@ Image by image: memory does not grow with the number of images, and a failure le
 partial CSV.
 """
 import argparse
-import csv
 import sys
 from pathlib import Path
 
@@ -20,17 +19,11 @@ from prettytable import PrettyTable
 
 from handbone_mmseg.classes import CLASSES
 from handbone_mmseg.cli import add_dump_args, add_label_args, run_tool
-from handbone_mmseg.evaluation import METHODS, iter_ensemble, load_labels, read_class_dice
-from handbone_mmseg.fileio import atomic_open
-from handbone_mmseg.functional import (
-    ProbDump,
-    load_postprocess,
-    load_thresholds,
-    mean_dice,
-    rle_encode,
-    write_submission,
-)
+from handbone_mmseg.evaluation import METHODS, iter_ensemble, load_labels
+from handbone_mmseg.functional import mean_dice, rle_encode
 from handbone_mmseg.functional.voting import check_weights
+from handbone_mmseg.io import ProbDump, load_postprocess, load_thresholds, write_submission
+from handbone_mmseg.io.dice_tables import class_table, read_class_dice, write_class_dice
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -77,15 +70,8 @@ def setup(args: argparse.Namespace) -> dict:
 def write_dice_table(path: Path, names: list[str], counts: np.ndarray) -> PrettyTable:
     """Per-class Dice of each model and the ensemble, as CSV at ``path``; returns a table."""
     columns = [mean_dice(counts[:, m])[0] for m in range(counts.shape[1])]
-    table = PrettyTable(['Class', *names])
-    with atomic_open(path, 'w', newline='') as f:
-        writer = csv.writer(f, lineterminator='\n')
-        writer.writerow(['class', *names])
-        for c, name in enumerate([*CLASSES, 'mean']):
-            values = [col[c] if c < len(CLASSES) else col.mean() for col in columns]
-            writer.writerow([name, *(f'{v:.6f}' for v in values)])
-            table.add_row([name, *(f'{v:.4f}' for v in values)])
-    return table
+    write_class_dice(path, CLASSES, names, columns)
+    return class_table(CLASSES, names, columns)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -16,8 +16,8 @@ from handbone_mmseg.classes import CLASSES, NUM_CLASSES  # importing registers t
 from handbone_mmseg.cli import add_common_args, load_config_from_args, run_tool
 from handbone_mmseg.functional.postprocess import rules_to_table
 from handbone_mmseg.functional.probs import LEVELS
-from handbone_mmseg.functional.thresholds import load_postprocess, load_thresholds
 from handbone_mmseg.io.predictions import check_output_dir
+from handbone_mmseg.io.thresholds_json import load_postprocess, load_thresholds
 from handbone_mmseg.runtime import (
     check_checkpoint_classes,
     check_checkpoint_fits,

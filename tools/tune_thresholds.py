@@ -13,15 +13,16 @@ import argparse
 import sys
 
 import numpy as np
-from prettytable import PrettyTable
 
 from handbone_mmseg.classes import CLASSES
 from handbone_mmseg.cli import add_dump_args, add_label_args, run_tool
 from handbone_mmseg.evaluation import load_labels, search_postprocess, search_thresholds
 from handbone_mmseg.functional.postprocess import MIN_GAIN, Rule
-from handbone_mmseg.functional.probs import ProbDump
-from handbone_mmseg.functional.thresholds import BASELINE, make_grid, save_thresholds
+from handbone_mmseg.functional.thresholds import BASELINE, make_grid
 from handbone_mmseg.functional.voting import check_weights
+from handbone_mmseg.io.dice_tables import class_table
+from handbone_mmseg.io.prob_dump import ProbDump
+from handbone_mmseg.io.thresholds_json import save_thresholds
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -41,10 +42,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def print_postprocess(rules: list[Rule | None], before: np.ndarray, after: np.ndarray) -> None:
     """Per class the rule chosen and its gain, then the mean."""
-    table = PrettyTable(['Class', 'Dice', 'post-processing', 'Dice after', 'gain'])
-    for name, rule, b, a in zip(CLASSES, rules, before, after):
-        table.add_row([name, f'{b:.4f}', rule.describe() if rule else '-', f'{a:.4f}',
-                       f'{a - b:+.4f}'])
+    table = class_table(CLASSES, ['Dice', 'post-processing', 'Dice after', 'gain'], [
+        before, [rule.describe() if rule else '-' for rule in rules], after,
+        [f'{a - b:+.4f}' for b, a in zip(before, after)]], mean=False)
     table.add_row(['mean', f'{before.mean():.4f}', f'{sum(map(bool, rules))} classes',
                    f'{after.mean():.4f}', f'{after.mean() - before.mean():+.4f}'])
     print(table.get_string())
@@ -62,9 +62,9 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(str(e)) from None
     before = search.dice_at([BASELINE] * len(CLASSES))
     thresholds, after = search.best()
-    table = PrettyTable(['Class', f'Dice @{BASELINE}', 'threshold', 'Dice', 'gain'])
-    for name, b, t, a in zip(CLASSES, before, thresholds, after):
-        table.add_row([name, f'{b:.4f}', f'{t:.2f}', f'{a:.4f}', f'{a - b:+.4f}'])
+    table = class_table(CLASSES, [f'Dice @{BASELINE}', 'threshold', 'Dice', 'gain'], [
+        before, [f'{t:.2f}' for t in thresholds], after,
+        [f'{a - b:+.4f}' for b, a in zip(before, after)]], mean=False)
     table.add_row(['mean', f'{before.mean():.4f}', '', f'{after.mean():.4f}',
                    f'{after.mean() - before.mean():+.4f}'])
     print(table.get_string())

@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 
 from handbone_mmseg.cli import positive_int, run_tool
-from handbone_mmseg.functional.annotations import AnnotationError
-from handbone_mmseg.functional.rle import SubmissionError
+from handbone_mmseg.io.annotations import AnnotationError
+from handbone_mmseg.io.submission import SubmissionError
 from handbone_mmseg.visualization.report import ReportError, write_report
 
 

@@ -82,6 +82,21 @@ def default_work_dir(path: str | os.PathLike) -> str:
     return osp.join('./work_dirs', osp.splitext(osp.basename(path))[0])
 
 
+# Pipeline and preprocessor sizes that apply_switches writes from the size variables: an
+# override of the value itself would be written back, silently.
+_SWITCH_OWNED = {'crop_size': 'crop_size', 'scale': 'train_scale or test_scale'}
+
+
+def _switch_owning(key: str) -> str | None:
+    """The switch that owns ``key`` (``...pipeline.3.crop_size`` -> ``crop_size``), or None."""
+    parts = key.split('.')
+    if len(parts) >= 3 and parts[-3].endswith('pipeline') and parts[-2].isdigit():
+        return _SWITCH_OWNED.get(parts[-1])
+    if parts[-2:] == ['data_preprocessor', 'size']:
+        return 'crop_size'
+    return None
+
+
 def check_cfg_options(cfg: Config, cfg_options: Mapping, source: str) -> None:
     """Refuse an override whose key the config does not have, naming the nearest one.
 
@@ -106,6 +121,11 @@ def check_cfg_options(cfg: Config, cfg_options: Mapping, source: str) -> None:
     """
     tree = cfg.to_dict()
     for key in cfg_options:
+        owner = _switch_owning(key)
+        if owner is not None:
+            raise ValueError(f'--cfg-options {key}: written from the config\'s {owner} '
+                             f'variable; override {owner} instead (it reaches every pipeline '
+                             'and the data preprocessor)')
         problem = _key_problem(tree, key, source)
         if problem is MISSING:
             hint = _nearest_key(tree, key, source)

@@ -43,8 +43,9 @@ from torch import nn
 
 from ..classes import CLASSES, NUM_CLASSES, PALETTE
 from ..functional.postprocess import Rule, apply_postprocess
-from ..functional.thresholds import check_thresholds, load_postprocess, load_thresholds
+from ..functional.thresholds import check_thresholds
 from ..io.images import expand_inputs, image_metadata, read_image
+from ..io.thresholds_json import load_postprocess, load_thresholds
 from ..runtime.checkpoint import check_checkpoint_classes, check_checkpoint_fits
 from ..visualization.overlay import draw_panels, write_png
 from .config import load_config

@@ -10,6 +10,7 @@ were changed in between (``tools/test.py --tta`` wraps the segmentor in ``model.
 
 A config whose variables agree with what it built comes out unchanged.
 """
+import warnings
 from collections.abc import MutableMapping, Sequence
 
 # mmcv loads BGR; RGB2Gray leaves one float channel, exact for grey stored as 3 channels.
@@ -126,6 +127,17 @@ def _pipelines(cfg: MutableMapping) -> list[tuple[bool, list]]:
     return found
 
 
+def _set(transform: MutableMapping, key: str, value: tuple, variable: str) -> None:
+    """Write a size variable into a transform, warning where it replaces another size: a
+    child config that wrote a literal size into a pipeline would otherwise lose it silently."""
+    old = transform.get(key)
+    if old is not None and tuple(old) != tuple(value):
+        warnings.warn(f'{variable} = {tuple(value)} replaces {transform["type"]}.{key} = '
+                      f'{tuple(old)} in a pipeline: sizes follow the variables (set '
+                      f'{variable})', stacklevel=2)
+    transform[key] = value
+
+
 def apply_sizes(cfg: MutableMapping) -> None:
     """``crop_size``, ``train_scale``, ``test_scale``, ``tta_ratios``, ``full_resolution``."""
     crop = tuple(cfg['crop_size']) if 'crop_size' in cfg else None
@@ -137,12 +149,12 @@ def apply_sizes(cfg: MutableMapping) -> None:
         for transform in pipeline:
             kind = transform['type']
             if kind == 'RandomCrop' and crop is not None:
-                transform['crop_size'] = crop
+                _set(transform, 'crop_size', crop, 'crop_size')
             elif kind == 'RandomResize' and training and train_scale is not None:
-                transform['scale'] = train_scale
+                _set(transform, 'scale', train_scale, 'train_scale')
             elif kind == 'Resize' and not training and 'test_scale' in cfg \
                     and 'scale' in transform:
-                transform['scale'] = tuple(cfg['test_scale'])
+                _set(transform, 'scale', tuple(cfg['test_scale']), 'test_scale')
             elif kind == 'TestTimeAug':
                 transform['transforms'] = [
                     _tta_resizes(cfg, group) if _is_resize_group(group) else group

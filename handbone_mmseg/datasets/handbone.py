@@ -10,7 +10,7 @@ from mmseg.datasets import BaseSegDataset
 from mmseg.registry import DATASETS
 
 from ..classes import CLASSES, PALETTE
-from ..functional.annotations import AnnotationError, parse_annotation
+from ..io.annotations import AnnotationError, parse_annotation
 from ..io.images import DATASET_SUFFIXES, find_images, read_image, read_image_size
 
 SPLITS = ('train', 'val', 'all')

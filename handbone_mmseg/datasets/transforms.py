@@ -6,8 +6,8 @@ from mmcv.transforms import BaseTransform, LoadImageFromFile
 from mmseg.registry import TRANSFORMS
 
 from ..classes import IGNORE_VALUE
-from ..functional.annotations import AnnotationError
 from ..functional.labels import rasterize_polygons
+from ..io.annotations import AnnotationError
 from ..io.dicom import DicomError, is_dicom, read_dicom
 from ..io.images import image_from_array, is_png16, read_image
 

@@ -8,14 +8,16 @@ import torch
 from mmengine.evaluator import BaseMetric
 from mmengine.logging import MMLogger
 from mmseg.registry import METRICS
-from prettytable import PrettyTable
 
-from ..fileio import atomic_open
 from ..functional.labels import unpack_labels
 from ..functional.metrics import DICE_EPS, dice_counts, dice_from_counts, mean_dice
 from ..functional.postprocess import Rule, apply_postprocess, rules_from_table
-from ..functional.probs import LEVELS, begin_dump, save_probs, write_index
-from ..functional.rle import rle_encode, write_submission
+from ..functional.probs import LEVELS
+from ..functional.rle import rle_encode
+from ..io.atomic import atomic_open
+from ..io.dice_tables import class_table, write_class_dice
+from ..io.prob_dump import begin_dump, save_probs, write_index
+from ..io.submission import write_submission
 
 
 @METRICS.register_module()
@@ -35,7 +37,7 @@ class MultiLabelDiceMetric(BaseMetric):
         output_dir: if set, ``submission.csv`` for every evaluated image is written there
             atomically, and with labels also ``dice_per_class.csv``.
         prob_dir: if set, each image's probabilities are saved there as they come (see
-            ``handbone_mmseg.functional.probs``), with ``index.json`` at the end.
+            ``handbone_mmseg.io.prob_dump``), with ``index.json`` at the end.
         prob_dtype: ``'uint8'`` or ``'uint16'`` quantisation of the saved probabilities.
         prob_scale: saved size as a fraction of the original, in (0, 1].
         postprocess: per-class rules ``{class name: {'largest': bool, 'min_size': int}}``
@@ -111,9 +113,7 @@ class MultiLabelDiceMetric(BaseMetric):
         if labeled:
             counts = np.stack([r['counts'] for r in labeled])
             per_class, mean = mean_dice(counts, self.eps)
-            table = PrettyTable(['Class', 'Dice'])
-            for name, value in zip(classes, per_class):
-                table.add_row([name, f'{value:.4f}'])
+            table = class_table(classes, ['Dice'], [per_class], mean=False)
             logger.info(f'per-class Dice over {len(labeled)} images:\n{table.get_string()}')
             metrics['mDice'] = mean
             if self.output_dir is not None:
@@ -132,11 +132,7 @@ class MultiLabelDiceMetric(BaseMetric):
                            labeled: list[dict]) -> None:
         """Per-class and per-image Dice as CSV, for threshold tuning and reports."""
         out = Path(self.output_dir)
-        with atomic_open(out / 'dice_per_class.csv', 'w', newline='') as f:
-            writer = csv.writer(f, lineterminator='\n')
-            writer.writerow(['class', 'dice'])
-            writer.writerows((c, f'{v:.6f}') for c, v in zip(classes, per_class))
-            writer.writerow(['mean', f'{per_class.mean():.6f}'])
+        write_class_dice(out / 'dice_per_class.csv', classes, ['dice'], [per_class])
         with atomic_open(out / 'dice_per_image.csv', 'w', newline='') as f:
             writer = csv.writer(f, lineterminator='\n')
             writer.writerow(['image_name', *classes])

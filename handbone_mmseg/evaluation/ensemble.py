@@ -5,9 +5,7 @@ Memory holds one image of one model plus an accumulator, however many images and
 Per image: ``load() -> soft_vote() / hard_vote() / pick_per_class() -> > thresholds ->
 apply_postprocess() -> dice_counts()`` (and RLE in ``tools/ensemble.py``).
 """
-import csv
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -16,31 +14,19 @@ from torch import Tensor
 from ..classes import CLASSES
 from ..functional.metrics import dice_counts
 from ..functional.postprocess import PostprocessSearch, Rule, apply_postprocess, check_rules
-from ..functional.probs import ProbDump, ProbDumpError, check_compatible
 from ..functional.thresholds import DEFAULT_GRID, ThresholdSearch, check_thresholds
-from ..functional.voting import check_weights, hard_vote, pick_per_class, soft_vote
+from ..functional.voting import (
+    check_vote_threshold,
+    check_weights,
+    hard_vote,
+    pick_per_class,
+    soft_vote,
+)
+from ..io.prob_dump import ProbDump, ProbDumpError, check_compatible
 from ..utils.progress import track
 from .scoring import gt_masks
 
 METHODS = ('soft', 'hard', 'best')
-
-
-def read_class_dice(path: str | Path, classes: Sequence[str] = CLASSES) -> np.ndarray:
-    """Per-class Dice from a ``dice_per_class.csv`` of ``tools/test.py --split val --out``.
-
-    Raises:
-        ValueError: unreadable file or classes other than ``classes`` in order.
-    """
-    try:
-        with open(path, newline='') as f:
-            rows = [row for row in csv.reader(f)][1:]
-        table = {row[0]: float(row[1]) for row in rows if row and row[0] != 'mean'}
-    except (OSError, ValueError, IndexError) as e:
-        raise ValueError(f'{path}: not a per-class Dice table ({e})') from None
-    if list(table) != list(classes):
-        raise ValueError(f'{path}: lists classes {list(table)[:3]}..., expected the '
-                         f'{len(classes)} classes in order')
-    return np.array(list(table.values()))
 
 
 def check_labels(dump: ProbDump, labels: dict[str, dict]) -> None:
@@ -108,8 +94,8 @@ def iter_ensemble(dumps: Sequence[ProbDump], weights: Sequence[float] | None = N
                 any(not 0 <= c < len(dumps) for c in choice):
             raise ValueError(f'method best needs one model index in 0..{len(dumps) - 1} per '
                              f'class, got {choice}')
-    elif method == 'hard' and not 0 < vote_threshold <= 1:
-        raise ValueError(f'vote threshold must lie in (0, 1], got {vote_threshold}')
+    elif method == 'hard':
+        check_vote_threshold(vote_threshold)
     for name in track(dumps[0].names, description='ensemble', enabled=None if progress else False):
         gt = None if labels is None else gt_masks(labels[name])
         counts: list[np.ndarray] = []

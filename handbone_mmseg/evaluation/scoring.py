@@ -1,5 +1,7 @@
-"""Score a submission CSV against polygon JSONs, one image at a time."""
+"""Score a submission CSV against polygon JSONs, one image at a time: the mean Dice,
+the per-image table and the worst images."""
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -8,8 +10,9 @@ import torch
 from ..classes import CLASSES
 from ..datasets.handbone import HandBoneDataset
 from ..functional.labels import rasterize_polygons, unpack_labels
-from ..functional.metrics import DICE_EPS, dice_counts, mean_dice
-from ..functional.rle import SubmissionError, decode_image, iter_submission
+from ..functional.metrics import DICE_EPS, dice_counts, dice_from_counts, mean_dice
+from ..io.submission import SubmissionError, decode_image, iter_submission
+from ..utils.progress import track
 
 
 def load_labels(data_root: str | Path, img_dir: str,
@@ -60,6 +63,62 @@ def iter_dice_counts(submission: str | Path, labels: dict[str, dict]
         missing = ', '.join(sorted(remaining)[:5])
         raise SubmissionError(f'{submission}: {len(remaining)} labeled images have no rows '
                               f'(e.g. {missing})')
+
+
+@dataclass(frozen=True)
+class DiceTable:
+    """Dice counts of a submission per image and class.
+
+    Attributes:
+        names: image names, in submission order.
+        counts: (N, C, 3) intersection, prediction and ground-truth pixel counts.
+    """
+
+    names: list[str]
+    counts: np.ndarray
+
+    @property
+    def dice(self) -> np.ndarray:
+        """(N, C) Dice of each image and class."""
+        return dice_from_counts(self.counts)
+
+    @property
+    def per_class(self) -> np.ndarray:
+        """(C,) Dice of each class, averaged over images."""
+        return self.dice.mean(0)
+
+    @property
+    def per_image(self) -> np.ndarray:
+        """(N,) Dice of each image, averaged over classes."""
+        return self.dice.mean(1)
+
+    @property
+    def mean(self) -> float:
+        """The score of docs/format.md: per-class Dice averaged over classes."""
+        return float(self.per_class.mean())
+
+
+def dice_table(submission: str | Path, labels: dict[str, dict],
+               progress: bool = False) -> DiceTable:
+    """Per-image, per-class Dice of a submission against ``load_labels``' images (with a
+    progress bar where stderr is a terminal, if ``progress``).
+
+    Raises:
+        SubmissionError: malformed CSV, unknown or missing images; names file and image.
+    """
+    names, counts = [], []
+    for name, image_counts in track(iter_dice_counts(submission, labels),
+                                    total=len(labels), description='score',
+                                    enabled=None if progress else False):
+        names.append(name)
+        counts.append(image_counts)
+    return DiceTable(names, np.stack(counts))
+
+
+def worst_images(table: DiceTable, n: int) -> list[str]:
+    """The ``n`` images of lowest mean Dice, worst first (ties in submission order)."""
+    order = np.argsort(table.per_image, kind='stable')[:n]
+    return [table.names[i] for i in order]
 
 
 def score_submission(submission: str | Path, data_root: str | Path, img_dir: str,

@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import TextIO
 
 from ..classes import CLASSES
-from ..functional.rle import SUBMISSION_HEADER, RleParser
+from ..functional.rle import RleParser
 from ..io.images import DATASET_SUFFIXES, find_images
+from ..io.submission import SUBMISSION_HEADER
 from ..utils.progress import track
 
 _LISTED_NAMES = 5  # names shown per missing/unexpected image list

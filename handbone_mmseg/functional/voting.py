@@ -26,6 +26,17 @@ def check_weights(weights: Sequence[float]) -> list[float]:
     return [w / total for w in weights]
 
 
+def check_vote_threshold(vote_threshold: float) -> float:
+    """The share of the weight a hard vote needs, in (0, 1].
+
+    Raises:
+        ValueError: a share outside (0, 1] (NaN included).
+    """
+    if not 0 < vote_threshold <= 1:
+        raise ValueError(f'vote threshold must lie in (0, 1], got {vote_threshold}')
+    return vote_threshold
+
+
 def _accumulate(arrays: Iterable[Tensor], weights: list[float]) -> Tensor:
     total, count = None, 0
     for count, array in enumerate(arrays, start=1):
@@ -52,8 +63,7 @@ def hard_vote(masks: Iterable[Tensor], weights: Sequence[float],
     With equal weights and ``vote_threshold=0.5``, 2 of 3 models or 1 of 2 models suffice;
     ``vote_threshold=1`` asks for every model.
     """
-    if not 0 < vote_threshold <= 1:
-        raise ValueError(f'vote threshold must lie in (0, 1], got {vote_threshold}')
+    check_vote_threshold(vote_threshold)
     share = _accumulate(masks, check_weights(weights))
     return share >= vote_threshold * (1 - 1e-6)  # so that 2 of 3 votes reach 2/3
 

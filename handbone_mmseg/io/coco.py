@@ -27,8 +27,9 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from ..classes import CLASSES
-from ..fileio import atomic_open
 from ..functional.labels import Polygon
+from .annotations import read_json
+from .atomic import atomic_open
 
 SUPERCATEGORY = 'bone'
 # our pixel centres are at integers, COCO's at half-integers
@@ -224,13 +225,7 @@ def read_coco(path: str | Path, classes: Sequence[str] = CLASSES) -> list[CocoIm
             one line naming the file (and the annotation).
     """
     path = Path(path)
-    try:
-        with open(path, encoding='utf-8') as f:
-            data = json.load(f)
-    except json.JSONDecodeError as e:
-        raise CocoError(f'{path}: malformed JSON ({e.msg} at line {e.lineno})') from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise CocoError(f'{path}: cannot read COCO file ({e})') from None
+    data = read_json(path, CocoError, 'COCO file')
     if not isinstance(data, dict):
         raise CocoError(f'{path}: not a COCO instances file (expected a JSON object)')
     for key in ('images', 'annotations', 'categories'):
@@ -340,7 +335,7 @@ def submission_to_coco(submission: str | Path, data_root: str | Path, img_dir: s
         SubmissionError: a malformed CSV or an image not under ``img_dir``.
     """
     from ..evaluation.scoring import load_labels
-    from ..functional.rle import SubmissionError, decode_image, iter_submission
+    from .submission import SubmissionError, decode_image, iter_submission
     infos = load_labels(data_root, img_dir, None)
     root = Path(data_root) / img_dir
     writer = CocoWriter(classes, f'hand-bone predictions from {submission}')

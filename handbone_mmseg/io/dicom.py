@@ -15,7 +15,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from ..functional.annotations import AnnotationError
+from .annotations import AnnotationError
 
 DICOM_SUFFIXES = ('.dcm', '.dicom')
 _MAGIC_OFFSET = 128  # a DICOM file: 128-byte preamble, then b'DICM'

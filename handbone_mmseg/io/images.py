@@ -6,7 +6,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..functional.annotations import AnnotationError, PngHeader, read_png_header
+from .annotations import AnnotationError, PngHeader, read_png_header
 from .dicom import DICOM_SUFFIXES, is_dicom, read_dicom, read_dicom_header
 
 # What a folder search picks up. An explicit file of another name is read anyway (scanner

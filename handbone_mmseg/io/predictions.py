@@ -29,11 +29,12 @@ import numpy as np
 import torch
 
 from ..classes import CLASSES
-from ..fileio import atomic_open
-from ..functional.probs import save_probs, write_index
-from ..functional.rle import rle_encode, write_submission
+from ..functional.rle import rle_encode
 from ..visualization.overlay import write_png
+from .atomic import atomic_open
 from .coco import CocoWriter
+from .prob_dump import save_probs, write_index
+from .submission import write_submission
 
 FORMATS = ('csv', 'png', 'overlay', 'coco', 'npz')
 SUBMISSION = 'submission.csv'

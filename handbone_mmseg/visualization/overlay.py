@@ -10,7 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..fileio import atomic_open
+from ..io.atomic import atomic_open
 
 Colour = tuple[int, int, int]
 

@@ -7,13 +7,29 @@ from typing import NamedTuple
 import numpy as np
 
 from ..classes import CLASS_INDEX
-from .labels import Polygon
+from ..functional.labels import Polygon
 
 _PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
 
 
 class AnnotationError(ValueError):
     """A data file that cannot be used; the message starts with the file's path."""
+
+
+def read_json(path: str | Path, error: type[ValueError], what: str) -> object:
+    """The content of a UTF-8 JSON file.
+
+    Raises:
+        error: malformed JSON (naming the line) or an unreadable file (``cannot read
+            <what>``); the message starts with the path.
+    """
+    try:
+        with open(path, encoding='utf-8') as f:
+            return json.load(f)
+    except json.JSONDecodeError as e:
+        raise error(f'{path}: malformed JSON ({e.msg} at line {e.lineno})') from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise error(f'{path}: cannot read {what} ({e})') from None
 
 
 class PngHeader(NamedTuple):
@@ -94,13 +110,7 @@ def parse_annotation(path: str | Path, image_shape: tuple[int, int],
             image's, unknown label, a polygon with fewer than 3 points, non-numeric or
             out-of-image points. The message names the file.
     """
-    try:
-        with open(path, encoding='utf-8') as f:
-            data = json.load(f)
-    except json.JSONDecodeError as e:
-        raise AnnotationError(f'{path}: malformed JSON ({e.msg} at line {e.lineno})') from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise AnnotationError(f'{path}: cannot read annotation ({e})') from None
+    data = read_json(path, AnnotationError, 'annotation')
     annotations = data.get('annotations') if isinstance(data, dict) else None
     if not isinstance(annotations, list):
         raise AnnotationError(f'{path}: no "annotations" list')

@@ -1,0 +1,190 @@
+"""Compact per-image probability dumps, for threshold tuning and ensembling.
+
+A dump folder holds one ``<image stem>.npz`` per image and an ``index.json`` that records
+the format, the class order, the quantisation, the stored scale and, per image, its file and
+original size. Probabilities are quantised to ``uint8`` (error at most 1/510) or ``uint16``
+(1/131070), optionally stored at a reduced resolution (the networks predict at a quarter of
+their input anyway), and each class keeps only the bounding box of its non-zero levels: a
+bone fills about 1% of the frame, so files stay small and writing skips most of the zlib work.
+
+A dump is whole or refused: a run marks the index incomplete (``begin_dump``) before its
+first file and ``write_index`` marks it complete after its last, so a run killed while it
+rewrites a folder leaves an index that ``ProbDump`` refuses, not the old index over a mix of
+two models' files.
+"""
+import json
+import zipfile
+import zlib
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..functional.probs import LEVELS, dequantize, quantize, resize_probs
+from .atomic import atomic_open
+
+DUMP_FORMAT = 'handbone-probs/1'
+INDEX_NAME = 'index.json'
+
+
+class ProbDumpError(ValueError):
+    """A probability dump that is missing, malformed or does not match its companions."""
+
+
+def save_probs(folder: str | Path, name: str, probs: torch.Tensor, dtype: str = 'uint8',
+               scale: float = 1.0) -> dict:
+    """Write one image's (C, H, W) probabilities as ``folder/<stem>.npz``, atomically.
+
+    Args:
+        folder: the dump folder.
+        name: the image's file name (the submission's ``image_name``).
+        probs: (C, H, W) probabilities at the image's original size, on any device.
+        dtype: ``'uint8'`` or ``'uint16'`` quantisation.
+        scale: stored size as a fraction of the original, in (0, 1].
+
+    Returns:
+        The image's index entry: ``file``, ``ori_shape``, ``shape``.
+    """
+    if not 0 < scale <= 1:
+        raise ValueError(f'probability scale must lie in (0, 1], got {scale}')
+    ori_shape = tuple(probs.shape[-2:])
+    shape = tuple(max(1, round(s * scale)) for s in ori_shape)
+    levels = quantize(resize_probs(probs, shape), dtype)
+    boxes = np.zeros((len(levels), 4), np.int32)  # y0, y1, x0, x1 of the non-zero levels
+    crops = {}
+    rows, cols = levels.any(axis=2), levels.any(axis=1)
+    for c in range(len(levels)):
+        ys, xs = np.flatnonzero(rows[c]), np.flatnonzero(cols[c])
+        if ys.size:
+            boxes[c] = ys[0], ys[-1] + 1, xs[0], xs[-1] + 1
+        crops[f'c{c}'] = levels[c, boxes[c, 0]:boxes[c, 1], boxes[c, 2]:boxes[c, 3]]
+    file = Path(name).stem + '.npz'
+    with atomic_open(Path(folder) / file, 'wb') as f:
+        np.savez_compressed(f, shape=np.array(levels.shape), boxes=boxes, **crops)
+    return dict(file=file, ori_shape=list(ori_shape), shape=list(shape))
+
+
+def load_levels(path: str | Path) -> np.ndarray:
+    """The quantised (C, h, w) levels stored by ``save_probs``."""
+    try:
+        with np.load(path) as data:
+            shape, boxes = tuple(data['shape']), data['boxes']
+            crops = [data[f'c{c}'] for c in range(shape[0])]
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+        raise ProbDumpError(f'{path}: not a readable probability file ({e})') from None
+    levels = np.zeros(shape, crops[0].dtype)
+    for c, (y0, y1, x0, x1) in enumerate(boxes):
+        levels[c, y0:y1, x0:x1] = crops[c]
+    return levels
+
+
+def begin_dump(folder: str | Path) -> Path:
+    """Mark ``folder``'s dump incomplete before the first ``save_probs`` of a run.
+
+    Replaces any earlier ``index.json``: from here until ``write_index`` the folder may
+    hold files of two runs, and ``ProbDump`` refuses it. Returns the index path.
+    """
+    path = Path(folder) / INDEX_NAME
+    with atomic_open(path, 'w') as f:
+        json.dump(dict(format=DUMP_FORMAT, complete=False), f)
+    return path
+
+
+def write_index(folder: str | Path, classes: Sequence[str], dtype: str, scale: float,
+                entries: Iterable[tuple[str, dict]]) -> Path:
+    """Write ``index.json`` for the ``(image name, entry)`` pairs; returns its path."""
+    images = dict(sorted(entries))
+    index = dict(format=DUMP_FORMAT, complete=True, classes=list(classes), dtype=dtype,
+                 scale=scale, images=images)
+    path = Path(folder) / INDEX_NAME
+    with atomic_open(path, 'w') as f:
+        json.dump(index, f, indent=1)
+    return path
+
+
+class ProbDump:
+    """A dump folder written by ``tools/test.py --save-probs``.
+
+    Args:
+        folder: the folder holding ``index.json``.
+
+    Raises:
+        ProbDumpError: no index, another format, or an index that contradicts itself.
+    """
+
+    def __init__(self, folder: str | Path) -> None:
+        self.folder = Path(folder)
+        path = self.folder / INDEX_NAME
+        if not path.is_file():
+            raise ProbDumpError(f'{path}: no probability index (write one with tools/test.py '
+                                '--out DIR --save-probs)')
+        try:
+            index = json.loads(path.read_text())
+            if index.get('format') != DUMP_FORMAT:
+                raise ProbDumpError(f'{path}: format {index.get("format")!r}, expected '
+                                    f'{DUMP_FORMAT!r}')
+            # absent in dumps written before the mark existed: those count as complete
+            if index.get('complete') is False:
+                raise ProbDumpError(
+                    f'{self.folder}: incomplete probability dump (the run writing it stopped '
+                    'before the end, so it may mix two runs\' files): write it again with '
+                    'tools/test.py --save-probs')
+            self.classes = tuple(index['classes'])
+            self.dtype = index['dtype']
+            self.images: dict[str, dict] = index['images']
+            self.ori_shapes = {name: tuple(e['ori_shape']) for name, e in self.images.items()}
+        except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as e:
+            raise ProbDumpError(f'{path}: malformed probability index ({e!r})') from None
+        if self.dtype not in LEVELS:
+            raise ProbDumpError(f'{path}: dtype {self.dtype!r} is not one of {sorted(LEVELS)}')
+
+    @property
+    def names(self) -> list[str]:
+        """Image names in sorted order."""
+        return sorted(self.images)
+
+    def load(self, name: str) -> torch.Tensor:
+        """float32 (C, H, W) probabilities of image ``name`` at its original size."""
+        entry = self.images.get(name)
+        if entry is None:
+            raise ProbDumpError(f'{self.folder}: no probabilities for image {name}')
+        path = self.folder / entry['file']
+        levels = load_levels(path)
+        if levels.shape != (len(self.classes), *entry['shape']):
+            raise ProbDumpError(f'{path}: holds {levels.shape}, the index says '
+                                f'{(len(self.classes), *entry["shape"])}')
+        if np.dtype(levels.dtype).name != self.dtype:
+            raise ProbDumpError(f'{path}: holds {levels.dtype}, the index says {self.dtype}')
+        return resize_probs(torch.from_numpy(dequantize(levels)), self.ori_shapes[name])
+
+
+def check_compatible(dumps: Sequence[ProbDump], classes: Sequence[str]) -> None:
+    """Require the same classes, image names and image sizes in every dump.
+
+    Raises:
+        ProbDumpError: the first mismatch, naming both folders.
+    """
+    if not dumps:
+        raise ProbDumpError('no probability dumps given')
+    first = dumps[0]
+    for dump in dumps:
+        if dump.classes != tuple(classes):
+            at = next((i for i, (a, b) in enumerate(zip(dump.classes, classes)) if a != b),
+                      min(len(dump.classes), len(classes)))
+            raise ProbDumpError(
+                f'{dump.folder}: {len(dump.classes)} classes, expected {len(classes)}; class '
+                f'{at + 1} is {(list(dump.classes) + [None])[at]!r}, expected '
+                f'{(list(classes) + [None])[at]!r}')
+    for dump in dumps[1:]:
+        only_first = sorted(set(first.images) - set(dump.images))
+        only_this = sorted(set(dump.images) - set(first.images))
+        if only_first or only_this:
+            raise ProbDumpError(
+                f'{dump.folder} and {first.folder} hold different images: '
+                f'{len(only_first)} only in the second (e.g. {only_first[:3]}), '
+                f'{len(only_this)} only in the first (e.g. {only_this[:3]})')
+        for name in first.images:
+            if dump.ori_shapes[name] != first.ori_shapes[name]:
+                raise ProbDumpError(f'{dump.folder}: image {name} is {dump.ori_shapes[name]}, '
+                                    f'in {first.folder} {first.ori_shapes[name]}')
