@@ -211,14 +211,3 @@ def test_grad_checkpointing_reaches_the_built_model():
     model = MODELS.build(load_config(UNETPP_TINY, {'grad_checkpointing': True}).model)
     assert model.backbone.grad_checkpointing is True and model.decode_head.with_cp is True
 
-
-def test_a_literal_pipeline_size_that_the_variable_replaces_is_warned(tmp_path):
-    child = tmp_path / 'child.py'
-    child.write_text(f"_base_ = [{str(ROOT / 'configs' / 'tiny_cpu_handbone.py')!r}]\n"
-                     "train_dataloader = dict(dataset=dict(pipeline=[\n"
-                     "    dict(type='LoadXrayFromFile'),\n"
-                     "    dict(type='RandomCrop', crop_size=(128, 128))]))\n")
-    with pytest.warns(UserWarning, match=re.escape(
-            'crop_size = (256, 256) replaces RandomCrop.crop_size = (128, 128)')):
-        cfg = load_config(child)
-    assert cfg.train_dataloader.dataset.pipeline[1]['crop_size'] == (256, 256)

@@ -8,9 +8,11 @@ idempotent: ``load_config`` applies it, and ``HandBoneRunner.from_cfg`` applies 
 configs that reach the runner another way (mmseg's ``tools/train.py``, ``mim train``) or that
 were changed in between (``tools/test.py --tta`` wraps the segmentor in ``model.module``).
 
-A config whose variables agree with what it built comes out unchanged.
+A config whose variables agree with what it built comes out unchanged. The variables win: a
+size written into a pipeline by hand (a child config's literal ``RandomCrop(crop_size=...)``)
+is replaced by the variable's value, so sizes are set through the variables only;
+``load_config`` refuses a ``--cfg-options`` key that would set such a size directly.
 """
-import warnings
 from collections.abc import MutableMapping, Sequence
 
 # mmcv loads BGR; RGB2Gray leaves one float channel, exact for grey stored as 3 channels.
@@ -127,17 +129,6 @@ def _pipelines(cfg: MutableMapping) -> list[tuple[bool, list]]:
     return found
 
 
-def _set(transform: MutableMapping, key: str, value: tuple, variable: str) -> None:
-    """Write a size variable into a transform, warning where it replaces another size: a
-    child config that wrote a literal size into a pipeline would otherwise lose it silently."""
-    old = transform.get(key)
-    if old is not None and tuple(old) != tuple(value):
-        warnings.warn(f'{variable} = {tuple(value)} replaces {transform["type"]}.{key} = '
-                      f'{tuple(old)} in a pipeline: sizes follow the variables (set '
-                      f'{variable})', stacklevel=2)
-    transform[key] = value
-
-
 def apply_sizes(cfg: MutableMapping) -> None:
     """``crop_size``, ``train_scale``, ``test_scale``, ``tta_ratios``, ``full_resolution``."""
     crop = tuple(cfg['crop_size']) if 'crop_size' in cfg else None
@@ -149,12 +140,12 @@ def apply_sizes(cfg: MutableMapping) -> None:
         for transform in pipeline:
             kind = transform['type']
             if kind == 'RandomCrop' and crop is not None:
-                _set(transform, 'crop_size', crop, 'crop_size')
+                transform['crop_size'] = crop
             elif kind == 'RandomResize' and training and train_scale is not None:
-                _set(transform, 'scale', train_scale, 'train_scale')
+                transform['scale'] = train_scale
             elif kind == 'Resize' and not training and 'test_scale' in cfg \
                     and 'scale' in transform:
-                _set(transform, 'scale', tuple(cfg['test_scale']), 'test_scale')
+                transform['scale'] = tuple(cfg['test_scale'])
             elif kind == 'TestTimeAug':
                 transform['transforms'] = [
                     _tta_resizes(cfg, group) if _is_resize_group(group) else group

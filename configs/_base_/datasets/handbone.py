@@ -5,6 +5,8 @@ dataset_type = 'HandBoneDataset'
 data_root = 'data/handbone'
 n_folds = 5                 # patient-grouped folds of the labeled images
 fold = 0                    # the validation fold; train on the others
+# The sizes: handbone_mmseg.apis.apply_switches writes them into every pipeline and the data
+# preprocessor, so a child config or --cfg-options sets these variables, never a pipeline's.
 train_scale = (1024, 1024)  # sources are resized around this before cropping
 crop_size = (1024, 1024)    # network input in training
 test_scale = (1024, 1024)   # whole-image inference scale (unused by full_resolution)
