@@ -82,6 +82,9 @@ def main(argv: list[str] | None = None) -> int:
             predictions = inferencer.iter_predict(items, args.batch_size)
             for prediction in track(predictions, total=len(items), description='predict'):
                 writer.add(prediction)
+                # one image's 29 full-size maps (486 MB at 2048) must not outlive its turn:
+                # the loop variable would hold them through the next forward pass
+                del prediction
     except (ValueError, FileNotFoundError) as e:
         raise SystemExit(f'error: {e}') from None
     print(f'predicted {len(items)} images -> {out} ({", ".join(args.formats)})')

@@ -272,6 +272,9 @@ class HandBoneInferencer:
                 item = items[position]
                 position += 1
                 yield self._prediction(item, sample)
+            # drop this batch's full-size maps before the next forward pass, which would
+            # otherwise run with both in memory
+            del samples, sample
 
     def _prediction(self, item: InferenceInput, sample) -> HandBonePrediction:
         masks = sample.pred_sem_seg.data.cpu().numpy()
