@@ -17,7 +17,9 @@ def run(step: str, args: list[str]) -> None:
     """Run one tool as a user would, stopping the demo if it fails."""
     print(f'\n=== {step}: python {" ".join(args)}', flush=True)
     start = time.time()
-    subprocess.run([sys.executable, *args], cwd=ROOT, check=True)
+    code = subprocess.run([sys.executable, *args], cwd=ROOT).returncode
+    if code:  # the tool has printed its own one-line error
+        raise SystemExit(f'error: demo step {step!r} failed (exit status {code})')
     print(f'=== {step} took {time.time() - start:.0f} s', flush=True)
 
 
