@@ -92,11 +92,21 @@ def begin_dump(folder: str | Path) -> Path:
 
 
 def write_index(folder: str | Path, classes: Sequence[str], dtype: str, scale: float,
-                entries: Iterable[tuple[str, dict]]) -> Path:
-    """Write ``index.json`` for the ``(image name, entry)`` pairs; returns its path."""
+                entries: Iterable[tuple[str, dict]], covers: Sequence[str] | None = None
+                ) -> Path:
+    """Write ``index.json`` for the ``(image name, entry)`` pairs; returns its path.
+
+    ``covers``: the classes the model predicts (a second-stage model predicts some); the
+    others are stored as zeros and an ensemble gives this dump no vote on them. Default all.
+    """
     images = dict(sorted(entries))
     index = dict(format=DUMP_FORMAT, complete=True, classes=list(classes), dtype=dtype,
                  scale=scale, images=images)
+    if covers is not None:
+        unknown = sorted(set(covers) - set(classes))
+        if unknown:
+            raise ValueError(f'covers names classes not in the dump: {unknown}')
+        index['covers'] = [c for c in classes if c in set(covers)]
     path = Path(folder) / INDEX_NAME
     with atomic_open(path, 'w') as f:
         json.dump(index, f, indent=1)
@@ -132,6 +142,7 @@ class ProbDump:
                     'tools/test.py --save-probs')
             self.classes = tuple(index['classes'])
             self.dtype = index['dtype']
+            self.covers = tuple(index.get('covers', self.classes))
             self.images: dict[str, dict] = index['images']
             self.ori_shapes = {name: tuple(e['ori_shape']) for name, e in self.images.items()}
         except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as e:
