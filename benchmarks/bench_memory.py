@@ -48,7 +48,7 @@ def phantom(count: int) -> Path:
 def checkpoint(path: Path) -> Path:
     """The tiny config's model with its initial weights, as a runner checkpoint."""
     register_all_modules()
-    import handbone_mmseg  # noqa: F401
+    import handbone_mmseg.register  # noqa: F401  (registers the plugin)
     model = MODELS.build(Config.fromfile(CONFIG).model)
     model.init_weights()
     torch.save({'state_dict': model.state_dict(), 'meta': {}}, path)

@@ -23,7 +23,7 @@ from mmseg.registry import MODELS
 from mmseg.structures import SegDataSample
 from mmseg.utils import register_all_modules
 
-import handbone_mmseg  # noqa: F401  (registers the plugin)
+import handbone_mmseg.register  # noqa: F401  (registers the plugin)
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CANDIDATES = ('resnet18:64,32,16,16,8', 'resnet10t:32,24,16,8,8',

@@ -10,11 +10,15 @@ import re
 import sys
 import traceback
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from mmengine.config import Config, DictAction
-
-from .apis import load_config
 from .io.atomic import terminate_on_sigterm
+
+if TYPE_CHECKING:
+    from mmengine.config import Config
+
+# mmengine (and through it torch) is imported by the functions that build configs, not
+# here: the tools after training import this module and must start at once.
 
 DEBUG_FLAG = '--debug'
 DEBUG_ENV = 'HANDBONE_DEBUG'
@@ -76,6 +80,7 @@ def positive_int(text: str) -> int:
 
 def add_common_args(parser: argparse.ArgumentParser) -> None:
     """``--work-dir``, ``--cfg-options``, ``--launcher`` and the launchers' ``--local-rank``."""
+    from mmengine.config import DictAction
     parser.add_argument('--work-dir', help='the dir for logs, checkpoints and metrics')
     parser.add_argument(
         '--cfg-options', nargs='+', action=DictAction,
@@ -93,6 +98,9 @@ def add_dump_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('dumps', nargs='+', help='probability dump folders (DIR/probs)')
     parser.add_argument('--weights', nargs='+', type=float,
                         help='one positive weight per dump (default equal)')
+    parser.add_argument('--workers', type=int, default=None,
+                        help='processes for the images (default: up to 4 cores where there '
+                        'are enough images; 0: this process); the output does not depend on it')
 
 
 def add_label_args(parser: argparse.ArgumentParser, required: bool) -> None:
@@ -106,18 +114,20 @@ def add_label_args(parser: argparse.ArgumentParser, required: bool) -> None:
 
 def parse_cfg_options(texts: list[str]) -> dict:
     """``KEY=VALUE`` texts as ``--cfg-options`` parses them (mmengine's ``DictAction``)."""
+    from mmengine.config import DictAction
     parser = argparse.ArgumentParser(prog='--cfg-options')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, default={})
     return parser.parse_args(['--cfg-options', *texts]).cfg_options if texts else {}
 
 
 def load_config_or_exit(config: str, cfg_options: dict | None = None,
-                        work_dir: str | None = None, launcher: str = 'none') -> Config:
+                        work_dir: str | None = None, launcher: str = 'none') -> 'Config':
     """``load_config``, where an override the config does not have ends the tool.
 
     It prints one line, ``error: --cfg-options KEY: no such key in CONFIG (did you mean
     ...?)``, and exits with status 2, argparse's status for a usage error.
     """
+    from .apis import load_config
     try:
         return load_config(config, cfg_options, work_dir=work_dir, launcher=launcher)
     except ValueError as e:
@@ -125,7 +135,7 @@ def load_config_or_exit(config: str, cfg_options: dict | None = None,
         raise SystemExit(2) from None
 
 
-def load_config_from_args(args: argparse.Namespace) -> Config:
+def load_config_from_args(args: argparse.Namespace) -> 'Config':
     """The config of a command line made with ``add_common_args`` and a ``config``."""
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
     return load_config_or_exit(args.config, args.cfg_options, work_dir=args.work_dir,

@@ -10,7 +10,7 @@ from mmseg.registry import MODELS
 from mmseg.structures import SegDataSample
 from mmseg.utils import register_all_modules
 
-import handbone_mmseg  # noqa: F401  (registers the plugin)
+import handbone_mmseg.register  # noqa: F401  (registers the plugin)
 
 from helpers import ROOT
 

@@ -30,7 +30,7 @@ def tree(tmp_path_factory) -> dict:
     for name in NAMES:
         write_case(root / 'data', 'ID001', Path(name).stem, SIZE, all_bones(SIZE))
     labels = load_labels(root / 'data', 'train/DCM', 'train/outputs_json')
-    gt = {name: gt_masks(info) for name, info in labels.items()}
+    gt = {name: torch.from_numpy(gt_masks(info)) for name, info in labels.items()}
     assert sorted(gt) == sorted(NAMES) and all(g.any((1, 2)).all() for g in gt.values())
     rng = torch.Generator().manual_seed(0)
     for model in ('A', 'B'):

@@ -5,7 +5,7 @@ import pytest
 from mmcv.transforms import Compose
 from mmseg.utils import register_all_modules
 
-import handbone_mmseg  # noqa: F401
+import handbone_mmseg.register  # noqa: F401  (registers the plugin)
 from handbone_mmseg.classes import IGNORE_VALUE
 
 register_all_modules(init_default_scope=True)

@@ -381,7 +381,7 @@ def tree(tmp_path_factory) -> dict:
     for name in NAMES:
         write_case(root / 'data', 'ID001', Path(name).stem, SIZE, all_bones(SIZE))
     labels = load_labels(root / 'data', 'train/DCM', 'train/outputs_json')
-    gt = {name: gt_masks(info).numpy() for name, info in labels.items()}
+    gt = {name: gt_masks(info) for name, info in labels.items()}
     assert all((g.sum((1, 2)) == 49).all() and not g[:, 40:].any() for g in gt.values())
     entries = []
     for name, g in gt.items():

@@ -20,7 +20,7 @@ from prettytable import PrettyTable
 from handbone_mmseg.classes import CLASSES
 from handbone_mmseg.cli import add_dump_args, add_label_args, run_tool
 from handbone_mmseg.evaluation import METHODS, iter_ensemble, load_labels
-from handbone_mmseg.functional import mean_dice, rle_encode
+from handbone_mmseg.functional.metrics import mean_dice
 from handbone_mmseg.functional.voting import check_weights
 from handbone_mmseg.io import ProbDump, load_postprocess, load_thresholds, write_submission
 from handbone_mmseg.io.dice_tables import class_table, read_class_dice, write_class_dice
@@ -79,10 +79,11 @@ def main(argv: list[str] | None = None) -> None:
     counts: list[np.ndarray] = []
 
     def rows():
-        for name, masks, image_counts in iter_ensemble(**inputs, progress=True):
+        for name, masks, image_counts in iter_ensemble(**inputs, progress=True,
+                                                       workers=args.workers):
             if image_counts is not None:
                 counts.append(image_counts)
-            yield name, [rle_encode(mask) for mask in masks.numpy()]
+            yield name, masks.rles()
 
     try:
         inputs = setup(args)

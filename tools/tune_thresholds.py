@@ -57,7 +57,8 @@ def main(argv: list[str] | None = None) -> None:
         check_weights(args.weights or [1.0] * len(args.dumps))
         dumps = [ProbDump(d) for d in args.dumps]
         labels = load_labels(args.data_root, args.img_dir, args.ann_dir)
-        search = search_thresholds(dumps, labels, args.weights, grid, progress=True)
+        search = search_thresholds(dumps, labels, args.weights, grid, progress=True,
+                                   workers=args.workers)
     except ValueError as e:  # dump, label and weight errors name their file
         raise SystemExit(str(e)) from None
     before = search.dice_at([BASELINE] * len(CLASSES))
@@ -72,7 +73,8 @@ def main(argv: list[str] | None = None) -> None:
     rules = None
     if not args.no_postprocess:
         # a second pass: the rules are chosen on the masks of the tuned thresholds
-        components = search_postprocess(dumps, labels, thresholds, args.weights, progress=True)
+        components = search_postprocess(dumps, labels, thresholds, args.weights, progress=True,
+                                        workers=args.workers)
         rules, unprocessed, processed = components.choose()
         print_postprocess(rules, unprocessed, processed)
         extra['dice_postprocessed'] = round(float(processed.mean()), 6)

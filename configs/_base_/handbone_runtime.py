@@ -2,7 +2,7 @@
 # and poly decay, validation Dice, best checkpoint kept by mDice.
 _base_ = ['mmseg::_base_/default_runtime.py']
 
-custom_imports = dict(imports=['handbone_mmseg'], allow_failed_imports=False)
+custom_imports = dict(imports=['handbone_mmseg.register'], allow_failed_imports=False)
 # mmengine's Runner that first applies this project's switches (use_wandb, grayscale), so
 # that they hold through mmseg's own tools/train.py and `mim train` too, which build
 # RUNNERS.build(cfg) when runner_type is set (handbone_mmseg.apis.HandBoneRunner).

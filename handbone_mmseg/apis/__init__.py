@@ -1,10 +1,13 @@
-"""From a config file and overrides to a run: the same path for the tools and for Python."""
-from .config import DATASET_VARIABLES, check_cfg_options, default_work_dir, load_config
-from .inferencer import HandBoneInferencer, HandBonePrediction, InferenceInput, to_inputs
-from .preflight import check_folds
-from .runner import HandBoneRunner
-from .switches import add_wandb_backend, apply_switches, make_grayscale
+"""From a config file and overrides to a run: the same path for the tools and for Python.
 
-__all__ = ['DATASET_VARIABLES', 'HandBoneInferencer', 'HandBonePrediction', 'HandBoneRunner',
-           'InferenceInput', 'to_inputs', 'add_wandb_backend', 'apply_switches',
-           'check_cfg_options', 'check_folds', 'default_work_dir', 'load_config', 'make_grayscale']
+Members load on first use (``utils.lazy``): importing the package imports neither
+torch nor mmseg."""
+from ..utils.lazy import lazy_exports
+
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
+    '.config': ['DATASET_VARIABLES', 'check_cfg_options', 'default_work_dir', 'load_config'],
+    '.inferencer': ['HandBoneInferencer', 'HandBonePrediction', 'InferenceInput', 'to_inputs'],
+    '.preflight': ['check_folds'],
+    '.runner': ['HandBoneRunner'],
+    '.switches': ['add_wandb_backend', 'apply_switches', 'make_grayscale'],
+})

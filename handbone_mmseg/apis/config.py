@@ -56,6 +56,8 @@ def load_config(path: str | os.PathLike, cfg_options: dict | None = None,
         ValueError: an override names a key the config does not have, or a switch has a
             value it cannot take.
     """
+    from ..register import register_all_modules
+    register_all_modules()  # for a config whose custom_imports does not name the plugin
     path = os.fspath(path)
     cfg = Config.fromfile(path)
     cfg.launcher = launcher

@@ -46,6 +46,7 @@ from ..functional.postprocess import Rule, apply_postprocess
 from ..functional.thresholds import check_thresholds
 from ..io.images import expand_inputs, image_metadata, read_image
 from ..io.thresholds_json import load_postprocess, load_thresholds
+from ..register import register_all_modules
 from ..runtime.checkpoint import check_checkpoint_classes, check_checkpoint_fits
 from ..visualization.overlay import draw_panels, write_png
 from .config import load_config
@@ -226,6 +227,7 @@ class HandBoneInferencer:
         if isinstance(config, Config) and cfg_options:
             raise ValueError(f'{source}: cfg_options apply to a config file; merge them '
                              'into a loaded Config with load_config')
+        register_all_modules()
         cfg = copy.deepcopy(config) if isinstance(config, Config) else \
             load_config(config, cfg_options)
         init_default_scope(cfg.get('default_scope', 'mmseg'))

@@ -28,6 +28,8 @@ class HandBoneRunner(Runner):
 
     @classmethod
     def from_cfg(cls, cfg: Config | ConfigDict | dict) -> 'HandBoneRunner':
+        from ..register import register_all_modules
+        register_all_modules()  # a config without the plugin in its custom_imports
         cfg = copy.deepcopy(cfg)
         apply_switches(cfg)
         return super().from_cfg(cfg)

@@ -1,35 +1,19 @@
 """The hand-bone X-ray dataset: image/JSON pairing, validation and patient-grouped folds."""
 import os
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import numpy as np
 from mmseg.datasets import BaseSegDataset
 from mmseg.registry import DATASETS
 
 from ..classes import CLASSES, PALETTE
-from ..io.annotations import AnnotationError, parse_annotation
-from ..io.images import DATASET_SUFFIXES, find_images, read_image, read_image_size
+from ..io.annotations import AnnotationError
+from ..io.images import DATASET_SUFFIXES, read_image
+from ..io.layout import index_images
 
 SPLITS = ('train', 'val', 'all')
-
-
-def _check_unique_names(paths: Iterable[Path]) -> None:
-    """Refuse two images of one file name (without extension), naming both paths.
-
-    Raises:
-        AnnotationError: the first repeated name.
-    """
-    seen: dict[str, Path] = {}
-    for path in paths:
-        other = seen.setdefault(path.stem, path)
-        if other is not path:
-            raise AnnotationError(
-                f'{path}: same file name as {other}; the submission names an image by its '
-                'file name alone (no patient folder) and probability dumps by its stem, '
-                'so every image needs a name of its own')
 
 
 def patient_folds(patients: list[str], n_folds: int, seed: int = 0) -> dict[str, int]:
@@ -101,23 +85,6 @@ class HandBoneDataset(BaseSegDataset):
         super().__init__(img_suffix=img_suffix, seg_map_suffix=seg_map_suffix,
                          data_prefix=data_prefix, **kwargs)
 
-    def _find(self, root: Path, suffix: str | Sequence[str], what: str) -> dict[str, Path]:
-        """Map relative path without extension to file, for every ``suffix`` file under root."""
-        if not root.is_dir():
-            raise FileNotFoundError(f'{root}: {what} folder not found '
-                                    f'(data_root={self.data_root!r})')
-        suffixes = (suffix, ) if isinstance(suffix, str) else tuple(suffix)
-        files: dict[str, Path] = {}
-        for p in find_images(root, suffixes):
-            key = p.relative_to(root).as_posix()[:-len(p.suffix)]
-            if key in files:  # image.png beside image.dcm: which one is labeled?
-                raise AnnotationError(f'{p}: {files[key].name} has the same name; keep one '
-                                      f'{what} per name')
-            files[key] = p
-        if not files:
-            raise FileNotFoundError(f'{root}: no {"/".join(suffixes)} {what} files found')
-        return files
-
     def _reject(self, message: str) -> None:
         if not self.skip_invalid:
             raise AnnotationError(message)
@@ -145,47 +112,23 @@ class HandBoneDataset(BaseSegDataset):
 
     def load_data_list(self) -> list[dict]:
         """Pair, check and split the files; labeled entries carry their parsed polygons."""
-        images = self._find(Path(self.data_prefix['img_path']), self.img_suffix, 'image')
-        labeled = bool(self.data_prefix.get('seg_map_path'))
-        anns = (self._find(Path(self.data_prefix['seg_map_path']), self.seg_map_suffix,
-                           'annotation') if labeled else {})
-        orphans = sorted(anns.keys() - images.keys())
-        if orphans:
-            key = orphans[0]
-            suffixes = (self.img_suffix, ) if isinstance(self.img_suffix, str) \
-                else self.img_suffix
-            raise AnnotationError(f'{anns[key]}: annotation has no image '
-                                  f'{key}{"/".join(suffixes)} under '
-                                  f'{self.data_prefix["img_path"]}')
+        def select(patients: list[str]) -> set[str]:
+            if self.split == 'all':
+                return set(patients)
+            n_patients = len(set(patients))
+            if self.n_folds > n_patients:
+                raise ValueError(f'{self.data_prefix["img_path"]}: n_folds={self.n_folds} '
+                                 f'but only {n_patients} patients; every fold needs a patient')
+            folds = patient_folds(patients, self.n_folds, self.fold_seed)
+            return {p for p, fold in folds.items()
+                    if (fold == self.fold) == (self.split == 'val')}
 
-        _check_unique_names(images.values())
-        patients = {key: key.split('/', 1)[0] for key in images}
-        n_patients = len(set(patients.values()))
-        if self.split != 'all' and self.n_folds > n_patients:
-            raise ValueError(f'{self.data_prefix["img_path"]}: n_folds={self.n_folds} but '
-                             f'only {n_patients} patients; every fold needs a patient')
-        folds = patient_folds(list(patients.values()), self.n_folds, self.fold_seed) \
-            if self.split != 'all' else {}
-        data_list = []
-        for key, img_path in images.items():
-            if self.split == 'train' and folds[patients[key]] == self.fold or \
-                    self.split == 'val' and folds[patients[key]] != self.fold:
-                continue
-            info = dict(img_path=str(img_path), name=img_path.name, patient=patients[key],
-                        label_map=self.label_map, reduce_zero_label=False, seg_fields=[])
-            try:
-                shape = read_image_size(img_path)
-                info['ori_shape'] = shape  # from the PNG or DICOM header; decoding confirms it
-                if labeled:
-                    if key not in anns:
-                        raise AnnotationError(f'{img_path}: image has no annotation '
-                                              f'{key}{self.seg_map_suffix}')
-                    info.update(seg_map_path=str(anns[key]),
-                                polygons=parse_annotation(anns[key], shape, img_path))
-            except AnnotationError as e:
-                self._reject(str(e))
-                continue
-            data_list.append(info)
+        data_list = index_images(self.data_prefix['img_path'],
+                                 self.data_prefix.get('seg_map_path') or None,
+                                 self.img_suffix, self.seg_map_suffix, self.data_root,
+                                 select, self._reject)
+        for info in data_list:
+            info.update(label_map=self.label_map, reduce_zero_label=False, seg_fields=[])
         if self.check_pixels:
             data_list = self._decodable(data_list)
         if not data_list:

@@ -1,16 +1,16 @@
 """Score a submission CSV against polygon JSONs, one image at a time: the mean Dice,
 the per-image table and the worst images."""
+import os.path as osp
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from ..classes import CLASSES
-from ..datasets.handbone import HandBoneDataset
-from ..functional.labels import rasterize_polygons, unpack_labels
+from ..functional.box_masks import BoxMasks
 from ..functional.metrics import DICE_EPS, dice_counts, dice_from_counts, mean_dice
+from ..io.layout import index_images
 from ..io.submission import SubmissionError, decode_image, iter_submission
 from ..utils.progress import track
 
@@ -26,19 +26,17 @@ def load_labels(data_root: str | Path, img_dir: str,
         AnnotationError: a data problem, among them two images of one file name (rows could
             not tell them apart); names the files.
     """
-    prefix = dict(img_path=img_dir)
-    if ann_dir is not None:
-        prefix['seg_map_path'] = ann_dir
-    dataset = HandBoneDataset(data_root=str(data_root), pipeline=[], serialize_data=False,
-                              data_prefix=prefix)
-    return {info['name']: info for info in dataset.data_list}
+    root = str(data_root)
+    entries = index_images(osp.join(root, img_dir),
+                           None if ann_dir is None else osp.join(root, ann_dir),
+                           data_root=root)
+    return {info['name']: info for info in entries}
 
 
-def gt_masks(info: dict) -> torch.Tensor:
+def gt_masks(info: dict) -> np.ndarray:
     """(C, H, W) bool ground truth of one ``load_labels`` entry at its original size."""
-    masks, _ = unpack_labels(torch.from_numpy(
-        rasterize_polygons(info['polygons'], info['ori_shape'])), len(CLASSES))
-    return masks
+    return BoxMasks.from_polygons(info['polygons'], tuple(info['ori_shape']),
+                                  len(CLASSES)).dense()
 
 
 def iter_dice_counts(submission: str | Path, labels: dict[str, dict]
@@ -58,7 +56,7 @@ def iter_dice_counts(submission: str | Path, labels: dict[str, dict]
                                   'images')
         remaining.discard(name)
         pred = decode_image(submission, name, rles, info['ori_shape'])
-        yield name, dice_counts(torch.from_numpy(pred), gt_masks(info)).numpy()
+        yield name, dice_counts(pred, gt_masks(info))
     if remaining:
         missing = ', '.join(sorted(remaining)[:5])
         raise SubmissionError(f'{submission}: {len(remaining)} labeled images have no rows '

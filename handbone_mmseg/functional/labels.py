@@ -4,13 +4,16 @@ A label map is one int32 per pixel: bit c set means class c is present, ``IGNORE
 (bit 30) marks padding to ignore. Stock geometric transforms (nearest resize, flip, crop,
 rotate) treat it as an ordinary label image, at 4 bytes a pixel instead of 29.
 """
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
-import torch
 
 from ..classes import IGNORE_VALUE
+
+if TYPE_CHECKING:  # torch is imported where labels are unpacked, not by the tools that fill
+    import torch
 
 Polygon = tuple[int, np.ndarray]  # (class index, (K, 2) float x, y points)
 
@@ -34,8 +37,19 @@ def rasterize_polygons(polygons: Sequence[Polygon], shape: tuple[int, int],
     Returns:
         (H, W) int32 map with bit c set where class c's polygon covers the pixel.
     """
+    label = np.zeros(shape, np.int32)
+    for cls, (y0, x0, box) in fill_polygons(polygons, shape, scale):
+        view = label[y0:y0 + box.shape[0], x0:x0 + box.shape[1]]
+        view |= box.astype(np.int32) << cls
+    return label
+
+
+def fill_polygons(polygons: Sequence[Polygon], shape: tuple[int, int],
+                  scale: tuple[float, float] = (1.0, 1.0)
+                  ) -> Iterator[tuple[int, tuple[int, int, np.ndarray]]]:
+    """Each polygon filled inside its bounding box (clipped to ``shape``):
+    ``(class index, (y0, x0, (h, w) uint8 box))``, as ``rasterize_polygons`` fills them."""
     height, width = shape
-    label = np.zeros((height, width), np.int32)
     sx, sy = scale
     # Pixel centres sit at integer coordinates in cv2; scaling the polygon about the pixel
     # corner (x + 0.5) keeps a resized image and its rasterised label aligned.
@@ -50,12 +64,11 @@ def rasterize_polygons(polygons: Sequence[Polygon], shape: tuple[int, int],
         box = np.zeros((y1 - y0, x1 - x0), np.uint8)
         fixed = np.round((pts - (x0, y0)) * (1 << _SHIFT)).astype(np.int32)
         cv2.fillPoly(box, [fixed], 1, lineType=cv2.LINE_8, shift=_SHIFT)
-        view = label[y0:y1, x0:x1]
-        view |= box.astype(np.int32) << cls
-    return label
+        yield cls, (int(y0), int(x0), box)
 
 
-def unpack_labels(label: torch.Tensor, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+def unpack_labels(label: 'torch.Tensor', num_classes: int
+                  ) -> tuple['torch.Tensor', 'torch.Tensor']:
     """Split a packed label into per-class masks and a validity mask.
 
     Args:
@@ -66,6 +79,7 @@ def unpack_labels(label: torch.Tensor, num_classes: int) -> tuple[torch.Tensor, 
         ``(masks, valid)``: (..., C, H, W) bool per-class masks and (..., 1, H, W) bool, False on
         padding. Masks are False on padding.
     """
+    import torch
     label = label.to(torch.int32).unsqueeze(-3)
     bits = torch.bitwise_left_shift(
         torch.ones((), dtype=torch.int32, device=label.device),

@@ -1,27 +1,37 @@
 """Dice as defined in docs/format.md, through per-class counts."""
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
-from torch import Tensor
+
+if TYPE_CHECKING:  # tensors come from the metric; the tools after training pass arrays
+    from torch import Tensor
 
 DICE_EPS = 1e-4
 
 
-def dice_counts(pred: Tensor, gt: Tensor, valid: Tensor | None = None) -> Tensor:
+def dice_counts(pred: 'Tensor | np.ndarray', gt: 'Tensor | np.ndarray',
+                valid: 'Tensor | np.ndarray | None' = None) -> 'Tensor | np.ndarray':
     """Per-class ``|P∩G|``, ``|P|``, ``|G|`` of one image.
 
     Args:
-        pred: (C, H, W) bool predicted masks.
+        pred: (C, H, W) bool predicted masks (tensors or arrays).
         gt: (C, H, W) bool ground-truth masks.
         valid: optional (1, H, W) bool; pixels where it is False are not counted.
 
     Returns:
-        (C, 3) int64 counts, columns intersection, prediction, ground truth.
+        (C, 3) int64 counts, columns intersection, prediction, ground truth; an array for
+        arrays, a tensor for tensors.
     """
     if pred.shape != gt.shape:
         raise ValueError(f'prediction {tuple(pred.shape)} and ground truth '
                          f'{tuple(gt.shape)} differ in shape')
     if valid is not None:
         pred, gt = pred & valid, gt & valid
+    if isinstance(pred, np.ndarray):
+        p, g = (x.reshape(x.shape[0], -1) for x in (pred, gt))
+        return np.stack([np.count_nonzero(a, axis=1) for a in (p & g, p, g)], 1) \
+            .astype(np.int64)
+    import torch
     if pred.device.type != 'cpu':
         dims = (1, 2)
         return torch.stack([(pred & gt).sum(dims), pred.sum(dims), gt.sum(dims)], 1).long()
@@ -32,7 +42,7 @@ def dice_counts(pred: Tensor, gt: Tensor, valid: Tensor | None = None) -> Tensor
     return torch.from_numpy(np.stack(counts, 1).astype(np.int64))
 
 
-def dice_from_counts(counts: np.ndarray | Tensor, eps: float = DICE_EPS) -> np.ndarray:
+def dice_from_counts(counts: 'np.ndarray | Tensor', eps: float = DICE_EPS) -> np.ndarray:
     """``(2|P∩G| + eps) / (|P| + |G| + eps)`` for counts (..., 3); empty vs empty gives 1."""
     counts = np.asarray(counts, dtype=np.float64)
     return (2 * counts[..., 0] + eps) / (counts[..., 1] + counts[..., 2] + eps)

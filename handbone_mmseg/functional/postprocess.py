@@ -9,12 +9,15 @@ same component, so a one-pixel-wide diagonal sliver of a bone is not cut into sp
 Everything works inside the mask's bounding box: a bone covers about 1% of a 2048x2048 frame.
 """
 from collections.abc import Mapping, Sequence
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import cv2
 import numpy as np
 
 from .metrics import DICE_EPS, dice_from_counts
+
+if TYPE_CHECKING:
+    from .box_masks import BoxMasks
 
 CONNECTIVITY = 8
 # min_size candidates as fractions of the class's median ground-truth area: resolution-free,
@@ -215,19 +218,29 @@ class PostprocessSearch:
     def count(self) -> int:
         return len(self.gt_areas)
 
-    def add(self, masks: np.ndarray, gt: np.ndarray) -> None:
-        """Add one image: (C, H, W) bool predicted masks and (C, H, W) bool ground truth."""
-        if masks.shape != gt.shape or masks.ndim != 3 or masks.shape[0] != self.num_classes:
-            raise ValueError(f'masks {masks.shape} and ground truth {gt.shape} must both be '
+    def add(self, masks: 'np.ndarray | BoxMasks', gt: 'np.ndarray | BoxMasks') -> None:
+        """Add one image: (C, H, W) bool predicted masks and (C, H, W) bool ground truth,
+        dense or as ``BoxMasks`` (the same numbers, counted inside the boxes)."""
+        from .box_masks import BoxMasks, window
+        masks = masks if isinstance(masks, BoxMasks) else BoxMasks.from_dense(masks)
+        gt = gt if isinstance(gt, BoxMasks) else BoxMasks.from_dense(gt)
+        if masks.shape != gt.shape or len(masks.crops) != len(gt.crops) or \
+                len(masks.crops) != self.num_classes:
+            raise ValueError(f'masks {len(masks.crops)} x {masks.shape} and ground truth '
+                             f'{len(gt.crops)} x {gt.shape} must both be '
                              f'({self.num_classes}, H, W)')
         for c in range(self.num_classes):
-            (x, y, w, h), labels, areas = _components(masks[c])
+            crop, (by, _, bx, _) = masks.crops[c], masks.boxes[c]
+            (x, y, w, h), labels, areas = _components(crop) if crop.size else \
+                ((0, 0, 0, 0), None, np.zeros(0, np.int64))
             overlap = np.zeros(areas.size, np.int64)
             if w:
-                overlap = np.bincount(labels[gt[c, y:y + h, x:x + w]],
-                                      minlength=areas.size + 1)[1:].astype(np.int64)
+                box = (by + y, by + y + h, bx + x, bx + x + w)
+                truth = window(gt.crops[c], box, gt.boxes[c])
+                overlap = np.bincount(labels[truth], minlength=areas.size + 1)[1:] \
+                    .astype(np.int64)
             self.components[c].append(np.stack([areas, overlap], 1))
-        self.gt_areas.append(np.count_nonzero(gt.reshape(len(gt), -1), axis=1))
+        self.gt_areas.append(gt.sums())
 
     def median_areas(self) -> np.ndarray:
         """(C,) median ground-truth area over the images holding the class (0 if none)."""

@@ -3,15 +3,21 @@
 Probabilities are quantised to ``uint8`` (error at most 1/510) or ``uint16`` (1/131070);
 the dump folder format itself is ``handbone_mmseg.io.prob_dump``.
 """
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
-import torch.nn.functional as F
 
-LEVELS = {'uint8': 255, 'uint16': 65535}
+from .quantized import LEVELS
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ['LEVELS', 'dequantize', 'quantize', 'resize_probs']
 
 
-def quantize(probs: np.ndarray | torch.Tensor, dtype: str = 'uint8') -> np.ndarray:
+def quantize(probs: 'np.ndarray | torch.Tensor', dtype: str = 'uint8') -> np.ndarray:
     """Round probabilities in [0, 1] to ``dtype`` levels: ``round(p * max)``."""
+    import torch
     if dtype not in LEVELS:
         raise ValueError(f'probability dtype must be one of {sorted(LEVELS)}, got {dtype!r}')
     probs = torch.as_tensor(probs)
@@ -33,8 +39,9 @@ def dequantize(levels: np.ndarray) -> np.ndarray:
     return probs
 
 
-def resize_probs(probs: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+def resize_probs(probs: 'torch.Tensor', size: tuple[int, int]) -> 'torch.Tensor':
     """(C, H, W) probabilities resized: area averaging down, bilinear up."""
+    import torch.nn.functional as F
     if tuple(probs.shape[-2:]) == tuple(size):
         return probs
     shrink = size[0] * size[1] < probs.shape[-2] * probs.shape[-1]

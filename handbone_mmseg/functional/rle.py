@@ -9,7 +9,8 @@ import cv2
 import numpy as np
 
 
-def rle_encode(mask: np.ndarray) -> str:
+def rle_encode(mask: np.ndarray, offset: tuple[int, int] = (0, 0),
+               width: int | None = None) -> str:
     """Encode a 2-D mask as row-major ``start length`` pairs, starts 1-based.
 
     Byte-identical to the usual ``np.diff`` encoder but scans only the mask's bounding box,
@@ -17,6 +18,9 @@ def rle_encode(mask: np.ndarray) -> str:
 
     Args:
         mask: (H, W) array; non-zero pixels are foreground.
+        offset: ``(y, x)`` of the mask's first pixel in its frame, for a mask that is a
+            window of a larger frame (zero outside it).
+        width: the frame's width (default the mask's own).
 
     Returns:
         The space-separated runs, or ``''`` for an empty mask.
@@ -25,7 +29,10 @@ def rle_encode(mask: np.ndarray) -> str:
         raise ValueError(f'rle_encode expects a 2-D mask, got shape {mask.shape}')
     m = mask.view(np.uint8) if mask.dtype == np.bool_ else (mask != 0).view(np.uint8)
     m = np.ascontiguousarray(m)
-    width = m.shape[1]
+    oy, ox = offset
+    width = m.shape[1] if width is None else width
+    if ox < 0 or oy < 0 or ox + m.shape[1] > width:
+        raise ValueError(f'a {m.shape} mask at {offset} does not fit a frame {width} wide')
     x, y, w, h = cv2.boundingRect(m)
     if w == 0:
         return ''
@@ -41,7 +48,8 @@ def rle_encode(mask: np.ndarray) -> str:
     run_end = np.flatnonzero(steps < 0)
     row, col = np.divmod(before_start, bw + 2)
     runs = np.empty(2 * before_start.size, np.int64)
-    runs[0::2] = (y + row) * width + x + col + 1  # col is the block column of the start
+    # col is the block column of the start; a full-width block has x == ox == 0
+    runs[0::2] = (oy + y + row) * width + ox + x + col + 1
     runs[1::2] = run_end - before_start
     return ' '.join(map(str, runs.tolist()))
 

@@ -3,13 +3,15 @@
 Their JSON file is ``handbone_mmseg.io.thresholds_json``.
 """
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-from torch import Tensor
 
 from ..classes import CLASSES
 from .metrics import DICE_EPS
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 # 0.05, 0.06, ..., 0.95: finer steps move Dice by less than the noise of one fold.
 DEFAULT_GRID = tuple(round(0.05 + 0.01 * i, 2) for i in range(91))
@@ -68,40 +70,52 @@ class ThresholdSearch:
 
     def __init__(self, grid: Sequence[float] = DEFAULT_GRID, num_classes: int = len(CLASSES),
                  eps: float = DICE_EPS) -> None:
-        self.grid = torch.as_tensor(grid, dtype=torch.float32)
-        if self.grid.ndim != 1 or not len(self.grid) or (self.grid.diff() <= 0).any() or \
+        self.grid = np.asarray(grid, dtype=np.float32)
+        if self.grid.ndim != 1 or not len(self.grid) or (np.diff(self.grid) <= 0).any() or \
                 self.grid[0] <= 0 or self.grid[-1] >= 1:
             raise ValueError(f'threshold grid must increase strictly inside (0, 1), got {grid}')
         self.eps = eps
-        self.dice_sum = torch.zeros(num_classes, len(self.grid), dtype=torch.float64)
+        self.dice_sum = np.zeros((num_classes, len(self.grid)), np.float64)
         self.count = 0
 
-    def add(self, probs: Tensor, gt: Tensor) -> None:
+    def bins(self, probs: np.ndarray) -> np.ndarray:
+        """Each probability's bin: the number of candidates it is above (``p > t``)."""
+        return np.searchsorted(self.grid, np.asarray(probs, np.float32), side='left')
+
+    def add(self, probs: 'np.ndarray | Tensor', gt: 'np.ndarray | Tensor') -> None:
         """Add one image: (C, H, W) probabilities and (C, H, W) bool ground truth."""
         if probs.shape != gt.shape or probs.shape[0] != self.dice_sum.shape[0]:
             raise ValueError(f'probabilities {tuple(probs.shape)} and ground truth '
                              f'{tuple(gt.shape)} must both be ({self.dice_sum.shape[0]}, H, W)')
-        bins = len(self.grid) + 1
-        grid = self.grid.numpy()
         # numpy: torch's boolean gathers and bool sums are ~10x slower on the CPU
-        probs = probs.detach().cpu().float().reshape(len(probs), -1).numpy()
-        gt = gt.detach().cpu().reshape(len(gt), -1).numpy()
+        probs = np.asarray(probs, np.float32).reshape(len(probs), -1)
+        gt = np.asarray(gt).reshape(len(gt), -1)
         totals = np.count_nonzero(gt, axis=1)
         for c in range(len(probs)):
-            above = np.flatnonzero(probs[c] > grid[0])  # the rest never counts
-            # bin j holds grid[j-1] < p <= grid[j], so p > grid[k] exactly for bins > k
-            index = np.searchsorted(grid, probs[c, above], side='left')
-            pred = np.bincount(index, minlength=bins)[::-1].cumsum()[::-1][1:]
-            inter = np.bincount(index[gt[c, above]], minlength=bins)[::-1].cumsum()[::-1][1:]
-            self.dice_sum[c] += torch.from_numpy(
-                (2 * inter + self.eps) / (pred + totals[c] + self.eps))
+            above = np.flatnonzero(probs[c] > self.grid[0])  # the rest never counts
+            index = self.bins(probs[c, above])
+            self.add_class(c, index, index[gt[c, above]], totals[c])
+        self.count += 1
+
+    def add_class(self, c: int, bins: np.ndarray, gt_bins: np.ndarray, total: int) -> None:
+        """Add class ``c`` of the current image from its pixels' bins (``bins``), the bins
+        of its ground-truth pixels and its ground-truth pixel count; ``next_image()`` then
+        closes the image. Pixels in bin 0 (above no candidate) may be left out."""
+        size = len(self.grid) + 1
+        # bin j holds grid[j-1] < p <= grid[j], so p > grid[k] exactly for bins > k
+        pred = np.bincount(bins, minlength=size)[::-1].cumsum()[::-1][1:]
+        inter = np.bincount(gt_bins, minlength=size)[::-1].cumsum()[::-1][1:]
+        self.dice_sum[c] += (2 * inter + self.eps) / (pred + total + self.eps)
+
+    def next_image(self) -> None:
+        """Close an image added class by class with ``add_class``."""
         self.count += 1
 
     def dice(self) -> np.ndarray:
         """(C, T) mean Dice over the images added, per class and candidate."""
         if not self.count:
             raise ValueError('no images were added to the threshold search')
-        return (self.dice_sum / self.count).numpy()
+        return self.dice_sum / self.count
 
     def dice_at(self, thresholds: Sequence[float]) -> np.ndarray:
         """(C,) mean Dice at one candidate per class (each must be on the grid)."""
@@ -118,7 +132,7 @@ class ThresholdSearch:
         Ties (a plateau of equal Dice) go to the candidate nearest 0.5, the untuned default.
         """
         dice = self.dice()
-        grid = self.grid.numpy().astype(np.float64)
+        grid = self.grid.astype(np.float64)
         top = dice >= dice.max(1, keepdims=True) - 1e-12
         distance = np.where(top, np.abs(grid - 0.5)[None], np.inf)
         cols = distance.argmin(1)

@@ -5,9 +5,10 @@ and memory holds one accumulator, not every model.
 """
 import math
 from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
-import torch
-from torch import Tensor
+if TYPE_CHECKING:  # the checks below serve the quantised ensemble, which has no torch
+    from torch import Tensor
 
 
 def check_weights(weights: Sequence[float]) -> list[float]:
@@ -37,7 +38,8 @@ def check_vote_threshold(vote_threshold: float) -> float:
     return vote_threshold
 
 
-def _accumulate(arrays: Iterable[Tensor], weights: list[float]) -> Tensor:
+def _accumulate(arrays: Iterable['Tensor'], weights: list[float]) -> 'Tensor':
+    import torch
     total, count = None, 0
     for count, array in enumerate(arrays, start=1):
         if count > len(weights):
@@ -51,13 +53,13 @@ def _accumulate(arrays: Iterable[Tensor], weights: list[float]) -> Tensor:
     return total
 
 
-def soft_vote(probs: Iterable[Tensor], weights: Sequence[float]) -> Tensor:
+def soft_vote(probs: Iterable['Tensor'], weights: Sequence[float]) -> 'Tensor':
     """Weighted mean of (C, H, W) probabilities: ``sum(w_i * p_i) / sum(w_i)``."""
     return _accumulate(probs, check_weights(weights))
 
 
-def hard_vote(masks: Iterable[Tensor], weights: Sequence[float],
-              vote_threshold: float = 0.5) -> Tensor:
+def hard_vote(masks: Iterable['Tensor'], weights: Sequence[float],
+              vote_threshold: float = 0.5) -> 'Tensor':
     """Pixels where the models voting yes hold at least ``vote_threshold`` of the weight.
 
     With equal weights and ``vote_threshold=0.5``, 2 of 3 models or 1 of 2 models suffice;
@@ -68,8 +70,9 @@ def hard_vote(masks: Iterable[Tensor], weights: Sequence[float],
     return share >= vote_threshold * (1 - 1e-6)  # so that 2 of 3 votes reach 2/3
 
 
-def pick_per_class(probs: Iterable[Tensor], choice: Sequence[int]) -> Tensor:
+def pick_per_class(probs: Iterable['Tensor'], choice: Sequence[int]) -> 'Tensor':
     """Class c's probabilities taken from model ``choice[c]``."""
+    import torch
     out, seen = None, 0
     choice = torch.as_tensor(choice)
     for model, prob in enumerate(probs):

@@ -1,7 +1,11 @@
-"""Running the tools: distributed start and exit, checkpoint checks before loading, resume."""
-from .checkpoint import check_checkpoint_classes, check_checkpoint_fits
-from .distributed import exit_if_distributed, prepare_launcher
-from .resume import WorkDirResumeHook, checkpoint_problem, resolve_resume
+"""Running the tools: distributed start and exit, checkpoint checks before loading, resume.
 
-__all__ = ['WorkDirResumeHook', 'check_checkpoint_classes', 'check_checkpoint_fits',
-           'checkpoint_problem', 'exit_if_distributed', 'prepare_launcher', 'resolve_resume']
+Members load on first use (``utils.lazy``): importing the package imports neither
+torch nor mmseg."""
+from ..utils.lazy import lazy_exports
+
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
+    '.checkpoint': ['check_checkpoint_classes', 'check_checkpoint_fits'],
+    '.distributed': ['exit_if_distributed', 'prepare_launcher'],
+    '.resume': ['WorkDirResumeHook', 'checkpoint_problem', 'resolve_resume'],
+})

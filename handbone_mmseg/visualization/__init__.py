@@ -1,15 +1,16 @@
 """Pictures of multi-label results: overlays, error maps, the visualiser, charts and the
-HTML report."""
-from .charts import plot_class_dice, plot_image_dice
-from .html_report import render_html
-from .overlay import FN_COLOUR, FP_COLOUR, draw_errors, draw_panels, error_masks, overlay_masks
-from .report import ImageIndex, ReportError, index_images, write_report
-from .visualizer import MultiLabelSegVisualizer, enable_show_dir
-from .wandb_backend import HandBoneWandbVisBackend
+HTML report.
 
-__all__ = [
-    'plot_class_dice', 'plot_image_dice', 'render_html', 'FN_COLOUR', 'FP_COLOUR',
-    'draw_errors', 'draw_panels', 'error_masks', 'overlay_masks', 'ImageIndex', 'ReportError',
-    'index_images', 'write_report', 'MultiLabelSegVisualizer', 'enable_show_dir',
-    'HandBoneWandbVisBackend',
-]
+Members load on first use (``utils.lazy``): importing the package imports neither
+torch nor mmseg."""
+from ..utils.lazy import lazy_exports
+
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
+    '.charts': ['plot_class_dice', 'plot_image_dice'],
+    '.html_report': ['render_html'],
+    '.overlay': ['FN_COLOUR', 'FP_COLOUR', 'draw_errors', 'draw_panels', 'error_masks',
+                 'overlay_masks'],
+    '.report': ['ImageIndex', 'ReportError', 'index_images', 'write_report'],
+    '.visualizer': ['MultiLabelSegVisualizer', 'enable_show_dir'],
+    '.wandb_backend': ['HandBoneWandbVisBackend'],
+})

@@ -68,7 +68,7 @@ def index_images(data_root: str | Path, img_dir: str, ann_dir: str | None = None
 
 def ground_truth(info: dict) -> np.ndarray:
     """(C, H, W) bool masks of a labeled image's polygons, at its original size."""
-    return gt_masks(info).numpy()
+    return gt_masks(info)
 
 
 def read_rgb(info: dict) -> np.ndarray:
