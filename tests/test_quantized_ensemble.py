@@ -6,6 +6,7 @@ dequantised to full-size float32, ``functional.voting`` on tensors, ``> threshol
 (blurred bone masks plus noise, as a network's probabilities look) with ties planted on
 purpose: level sums that equal a threshold exactly, where only float rounding decides.
 """
+import subprocess
 import sys
 from pathlib import Path
 
@@ -263,34 +264,57 @@ def test_ground_truth_boxes_equal_the_unpacked_label_map():
 
 LIGHT_TOOLS = ['check_submission', 'ensemble', 'tune_thresholds', 'visualize', 'make_phantom',
                'convert_coco']
+HEAVY = ('torch', 'mmseg', 'mmengine', 'mmcv')
+
+
+def _python(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, '-c', code], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)
+
+
+def _heavy_modules_after(tool: str, argv: list[str]) -> str:
+    """Run ``tools/TOOL.py ARGV`` in a fresh interpreter; the heavy modules it imported."""
+    result = _python('import runpy, sys\n'
+                     f'sys.argv = {[tool, *argv]!r}\n'
+                     'try:\n'
+                     f'    runpy.run_path("tools/{tool}.py", run_name="__main__")\n'
+                     'except SystemExit as e:\n'
+                     '    assert not e.code, e.code\n'
+                     f'print("HEAVY", [m for m in {HEAVY!r} if m in sys.modules], '
+                     'file=sys.stderr)\n')
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stderr
 
 
 @pytest.mark.parametrize('tool', LIGHT_TOOLS)
-def test_tools_after_training_import_neither_torch_nor_mmseg(tool):
-    import subprocess
-    code = ('import runpy, sys\n'
-            f'sys.argv = ["{tool}", "--help"]\n'
-            'try:\n'
-            f'    runpy.run_path("tools/{tool}.py", run_name="__main__")\n'
-            'except SystemExit:\n'
-            '    pass\n'
-            'heavy = [m for m in ("torch", "mmseg", "mmengine", "mmcv") if m in sys.modules]\n'
-            'print("HEAVY", heavy, file=sys.stderr)\n')
-    result = subprocess.run([sys.executable, '-c', code], cwd=ROOT, capture_output=True,
-                            text=True, timeout=120)
-    assert 'HEAVY []' in result.stderr, result.stderr[-2000:]
+def test_tools_after_training_start_without_torch_or_mmseg(tool):
+    assert 'HEAVY []' in _heavy_modules_after(tool, ['--help'])
+
+
+def test_ensembling_and_tuning_run_without_torch_or_mmseg(phantom, tmp_path):
+    """Not only the start: the whole work of both tools on full-size dumps."""
+    dumps = [str(f) for f in phantom['dumps'][:2]]
+    data = str(phantom['root'] / 'data')
+    thresholds = str(tmp_path / 'thresholds.json')
+    assert 'HEAVY []' in _heavy_modules_after(
+        'tune_thresholds', [*dumps, '--data-root', data, '--out', thresholds])
+    assert 'HEAVY []' in _heavy_modules_after(
+        'ensemble', [*dumps, '--out', str(tmp_path / 's.csv'), '--thresholds', thresholds,
+                     '--data-root', data, '--workers', '0'])
+    assert 'HEAVY []' in _heavy_modules_after(
+        'check_submission', [str(tmp_path / 's.csv'), '--test-dir', data + '/train/DCM',
+                             '--size', str(SIZE), str(SIZE)])
 
 
 def test_the_register_module_registers_the_plugin():
-    import subprocess
-    code = ('import sys, handbone_mmseg\n'
-            'assert "mmseg" not in sys.modules and "torch" not in sys.modules\n'
-            'import handbone_mmseg.register\n'
-            'from mmseg.registry import DATASETS, METRICS, MODELS, TRANSFORMS\n'
-            'print(MODELS.get("MultiLabelEncoderDecoder"), DATASETS.get("HandBoneDataset"),\n'
-            '      METRICS.get("MultiLabelDiceMetric"), TRANSFORMS.get("LoadXrayFromFile"))\n')
-    result = subprocess.run([sys.executable, '-c', code], cwd=ROOT, capture_output=True,
-                            text=True, timeout=300)
+    result = _python('import sys, handbone_mmseg\n'
+                     'assert "mmseg" not in sys.modules and "torch" not in sys.modules\n'
+                     'import handbone_mmseg.register\n'
+                     'from mmseg.registry import DATASETS, METRICS, MODELS, TRANSFORMS\n'
+                     'print(MODELS.get("MultiLabelEncoderDecoder"), '
+                     'DATASETS.get("HandBoneDataset"),\n'
+                     '      METRICS.get("MultiLabelDiceMetric"), '
+                     'TRANSFORMS.get("LoadXrayFromFile"))\n')
     assert result.returncode == 0, result.stderr[-2000:]
     assert 'None' not in result.stdout and result.stdout.count('class') == 4
 
