@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from mmengine.config import Config, ConfigDict
+from mmengine.config import ConfigDict
 from mmengine.dataset import Compose, pseudo_collate
 from mmengine.model import revert_sync_batchnorm
 from mmseg.registry import MODELS
@@ -13,6 +13,7 @@ from test_segmentor import BACKBONE, PREPROCESSOR, fcn_head, sample
 from test_segmentor import build as build_toy
 from test_tta import plain_batch, tta_batch, write_image
 
+from handbone_mmseg.apis import load_config
 from handbone_mmseg.functional.sliding import (
     gaussian_importance_map,
     sliding_window_probs,
@@ -333,15 +334,12 @@ def test_config_in_gaussian_slide_mode_predicts_the_original_size():
 
 
 def test_full_resolution_switch_of_the_dataset_base(tmp_path):
-    """The lines the dataset base documents, in a child config, with --tta."""
+    """The switch the dataset base documents, in a child config, with --tta."""
     child = tmp_path / 'fcn_full_res.py'
     child.write_text(
         f"_base_ = ['{ROOT / 'configs' / 'fcn_r101_handbone.py'}']\n"
-        "model = dict(test_cfg={{_base_.slide_test_cfg}})\n"
-        "val_dataloader = dict(dataset=dict(pipeline={{_base_.full_res_test_pipeline}}))\n"
-        "test_dataloader = dict(dataset=dict(pipeline={{_base_.full_res_test_pipeline}}))\n"
-        "tta_pipeline = {{_base_.full_res_tta_pipeline}}\n")
-    cfg = Config.fromfile(child)
+        "full_resolution = True\n")
+    cfg = load_config(child)
     assert cfg.model.test_cfg == dict(mode='slide', crop_size=(1024, 1024),
                                       stride=(512, 512), blend='gaussian',
                                       sigma_scale=0.125, batch_windows=1)

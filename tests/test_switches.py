@@ -196,8 +196,14 @@ def test_a_child_config_file_sets_the_switches(tmp_path):
 
 def test_the_by_hand_full_resolution_recipe_keeps_its_source_size_resizes(tmp_path):
     child = tmp_path / 'by_hand.py'
-    child.write_text(f"_base_ = ['{ROOT / 'configs' / 'fcn_r101_handbone.py'}']\n"
-                     "tta_pipeline = {{_base_.full_res_tta_pipeline}}\n")
+    child.write_text(
+        f"_base_ = ['{ROOT / 'configs' / 'fcn_r101_handbone.py'}']\n"
+        "tta_pipeline = [dict(type='LoadXrayFromFile'), dict(type='TestTimeAug', transforms=[\n"
+        "    [dict(type='Resize', scale_factor=r, keep_ratio=True) for r in (0.75, 1.0, 1.25)],\n"
+        "    [dict(type='RandomFlip', prob=0.0, direction='horizontal'),\n"
+        "     dict(type='RandomFlip', prob=1.0, direction='horizontal')],\n"
+        "    [dict(type='LoadMultiLabelAnnotations', at_original_size=True)],\n"
+        "    [dict(type='PackSegInputs')]])]\n")
     cfg = Config.fromfile(child)
     before = cfg.pretty_text
     apply_switches(cfg)

@@ -167,8 +167,8 @@ def _tta_resizes(cfg: MutableMapping, group: list) -> list:
     """``TestTimeAug``'s resizes, one per ``tta_ratios`` entry.
 
     ``round(test_scale x ratio)``; relative to the source size (``scale_factor=ratio``) under
-    ``full_resolution`` or where the group was made so (the dataset base's
-    ``full_res_tta_pipeline``). The first resize's other keys (``keep_ratio`` ...) are kept.
+    ``full_resolution`` or where the group was made so by hand (``scale_factor`` resizes).
+    The first resize's other keys (``keep_ratio`` ...) are kept.
     """
     ratios = cfg.get('tta_ratios')
     relative = cfg.get('full_resolution', False) or 'scale_factor' in group[0]

@@ -69,24 +69,11 @@ tta_pipeline = [
 # window's sigmoid probabilities are blended with Gaussian weights (sigma = window / 8) into
 # one full-size map (MultiLabelMixin). True (in a config, or `--cfg-options
 # full_resolution=True` for tools/test.py, with or without --tta): apply_switches makes
-# model.test_cfg the slide_test_cfg below at the run's crop_size, drops the Resize of the
-# test pipelines, and makes the --tta resizes scale_factor=tta_ratios of the source size.
+# model.test_cfg dict(mode='slide', crop_size=crop_size, stride=crop_size // 2,
+# blend='gaussian', sigma_scale=1 / 8, batch_windows=1), drops the Resize of the test
+# pipelines, and makes the --tta resizes scale_factor=tta_ratios of the source size.
 # `--cfg-options model.test_cfg.batch_windows=4` runs 4 windows per forward pass.
 full_resolution = False
-# What full_resolution = True puts in place, at this file's crop_size (a child config may
-# also take them by hand, as tests/test_sliding_window.py does).
-slide_test_cfg = dict(mode='slide', crop_size=crop_size,
-                      stride=(crop_size[0] // 2, crop_size[1] // 2), blend='gaussian',
-                      sigma_scale=1 / 8, batch_windows=1)
-full_res_test_pipeline = [t for t in test_pipeline if t['type'] != 'Resize']
-# `--tta`: the source size times tta_ratios (1536, 2048, 2560 for 2048 images), x2 flips
-full_res_tta_pipeline = [
-    dict(type='LoadXrayFromFile'),
-    dict(type='TestTimeAug', transforms=[
-        [dict(type='Resize', scale_factor=r, keep_ratio=True) for r in tta_ratios],
-        *tta_pipeline[1]['transforms'][1:],
-    ]),
-]
 
 labeled = dict(img_path='train/DCM', seg_map_path='train/outputs_json')
 train_dataloader = dict(
