@@ -10,6 +10,12 @@ import sys
 import time
 from pathlib import Path
 
+# the package imports neither torch nor mmseg: training and testing run in processes of
+# their own, this one only checks and scores
+from handbone_mmseg.classes import CLASSES
+from handbone_mmseg.evaluation import check_submission, score_submission
+from handbone_mmseg.io import DATASET_SUFFIXES, find_images, read_image_size
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -56,11 +62,6 @@ def main(argv: list[str] | None = None) -> None:
                          '--cfg-options', *data_opt])
     submission = work / 'test' / 'submission.csv'
 
-    # imported only now: the package pulls in torch and mmseg, which this process needs for
-    # the checks below, not while training and testing run in processes of their own
-    from handbone_mmseg.classes import CLASSES
-    from handbone_mmseg.evaluation import check_submission, score_submission
-    from handbone_mmseg.io import DATASET_SUFFIXES, find_images, read_image_size
     test_dir = data / 'test' / 'DCM'
     shape = read_image_size(find_images(test_dir, DATASET_SUFFIXES)[0])
     problems = check_submission(submission, test_dir, shape)

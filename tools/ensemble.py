@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> None:
 
     def rows():
         for name, masks, image_counts in iter_ensemble(**inputs, progress=True,
-                                                       workers=args.workers):
+                                                       workers=args.workers, encode=True):
             if image_counts is not None:
                 counts.append(image_counts)
             yield name, masks.rles()

@@ -90,6 +90,7 @@ class Plan:
     rules: list[Rule | None] = field(default_factory=list)
     labels: dict[str, dict] | None = None
     grid: np.ndarray | None = None  # candidates of a threshold search
+    encode: bool = False  # RLE-encode the masks where they are made
 
     @property
     def scale(self) -> int:
@@ -307,6 +308,8 @@ def ensemble_image(plan: Plan, name: str
         levels, masks = None, _float_masks(plan, name)
     if any(plan.rules):
         masks = masks.postprocess(plan.rules)
+    if plan.encode:
+        masks.rles()
     if plan.labels is None:
         return name, masks, None
     gt = gt_boxes(plan.labels[name])
@@ -321,8 +324,8 @@ def ensemble_image(plan: Plan, name: str
 
 
 def threshold_histograms(plan: Plan, name: str) -> tuple[str, list[tuple]]:
-    """Per class the bins of the soft vote's pixels, of its ground-truth pixels and the
-    ground-truth count, for ``ThresholdSearch.add_class``."""
+    """Per class the soft vote's pixel counts per candidate bin, of all pixels and of the
+    ground-truth ones, and the ground-truth count, for ``ThresholdSearch.add_class``."""
     search = ThresholdSearch(plan.grid, len(CLASSES))
     gt = gt_boxes(plan.labels[name])
     totals = gt.sums()
@@ -334,14 +337,15 @@ def threshold_histograms(plan: Plan, name: str) -> tuple[str, list[tuple]]:
             p = soft_vote([probs[m][c] for m in vote.voters], vote.weights).numpy()
             bins = search.bins(p)
             truth = gt.dense()[c] if totals[c] else np.zeros(p.shape, bool)
-            out.append((bins.ravel(), bins[truth], totals[c]))
+            out.append((*search.histograms(bins, bins[truth]), totals[c]))
         return name, out
     levels = _levels(plan, name)
     scale = plan.scale
     for c, vote in enumerate(plan.votes):
         box, acc, probs = _soft_sum(levels, vote, c, scale)
         if acc is None and probs is None:
-            out.append((np.empty(0, np.intp), np.empty(0, np.intp), totals[c]))
+            empty = np.empty(0, np.intp)
+            out.append((*search.histograms(empty, empty), totals[c]))
             continue
         if probs is not None:
             bins = search.bins(probs)
@@ -352,7 +356,7 @@ def threshold_histograms(plan: Plan, name: str) -> tuple[str, list[tuple]]:
             if ys.size:
                 bins[ys, xs] = search.bins(_float_at(levels, vote, c, box, ys, xs, scale))
         truth = _window(gt.crops[c], gt.boxes[c], box).astype(bool)
-        out.append((bins.ravel(), bins[truth], totals[c]))
+        out.append((*search.histograms(bins, bins[truth]), totals[c]))
     return name, out
 
 
@@ -413,7 +417,8 @@ def iter_ensemble(dumps: Sequence[ProbDump], weights: Sequence[float] | None = N
                   vote_threshold: float = 0.5, choice: Sequence[int] | None = None,
                   labels: dict[str, dict] | None = None,
                   postprocess: Sequence[Rule | None] | None = None, progress: bool = False,
-                  workers: int | None = 0) -> Iterator[tuple[str, BoxMasks, np.ndarray | None]]:
+                  workers: int | None = 0, encode: bool = False
+                  ) -> Iterator[tuple[str, BoxMasks, np.ndarray | None]]:
     """Yield ``(image name, masks, counts)`` per image, in the dumps' image order.
 
     Args:
@@ -434,6 +439,8 @@ def iter_ensemble(dumps: Sequence[ProbDump], weights: Sequence[float] | None = N
             of its thresholded probabilities alone.
         progress: draw a progress bar on a terminal (``utils.progress.track``).
         workers: processes (0: this one; None: ``default_workers``).
+        encode: compute each image's ``masks.rles()`` where its masks are made (in the
+            worker, with ``workers``).
 
     Yields:
         ``masks`` is a ``BoxMasks`` (``.dense()``: (C, H, W) bool; ``.rles()``).
@@ -444,6 +451,7 @@ def iter_ensemble(dumps: Sequence[ProbDump], weights: Sequence[float] | None = N
     """
     plan = _plan(dumps, weights, labels, method, thresholds, vote_threshold, choice,
                  postprocess)
+    plan.encode = encode
     yield from _map(_run_ensemble, plan, plan.dumps[0].names, workers, 'ensemble', progress)
 
 
@@ -458,8 +466,8 @@ def search_thresholds(dumps: Sequence[ProbDump], labels: dict[str, dict],
     plan.grid = search.grid
     for _, classes in _map(_run_histograms, plan, plan.dumps[0].names, workers, 'thresholds',
                            progress):
-        for c, (bins, gt_bins, total) in enumerate(classes):
-            search.add_class(c, bins, gt_bins, total)
+        for c, (pred_hist, gt_hist, total) in enumerate(classes):
+            search.add_class(c, pred_hist, gt_hist, total)
         search.next_image()
     return search
 

@@ -6,7 +6,7 @@ operation here gives the bytes its full-frame counterpart gives (``dense()`` is 
 counterpart).
 """
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -51,6 +51,7 @@ class BoxMasks:
     shape: tuple[int, int]
     boxes: list[Box]
     crops: list[np.ndarray]
+    encoded: list[str] | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def from_dense(cls, masks: np.ndarray) -> 'BoxMasks':
@@ -93,9 +94,12 @@ class BoxMasks:
         return np.array([np.count_nonzero(c) for c in self.crops], np.int64)
 
     def rles(self) -> list[str]:
-        """Per class the full-frame RLE (``rle_encode`` of ``dense()[c]``)."""
-        return [rle_encode(crop, (y0, x0), self.shape[1]) if crop.size else ''
-                for (y0, _, x0, _), crop in zip(self.boxes, self.crops)]
+        """Per class the full-frame RLE (``rle_encode`` of ``dense()[c]``), computed once
+        (a pool worker encodes, so the parent only writes)."""
+        if self.encoded is None:
+            self.encoded = [rle_encode(crop, (y0, x0), self.shape[1]) if crop.size else ''
+                            for (y0, _, x0, _), crop in zip(self.boxes, self.crops)]
+        return self.encoded
 
     def postprocess(self, rules: Sequence[Rule | None]) -> 'BoxMasks':
         """Each class filtered by its rule (``apply_postprocess``): components of a mask

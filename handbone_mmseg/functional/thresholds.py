@@ -94,17 +94,20 @@ class ThresholdSearch:
         for c in range(len(probs)):
             above = np.flatnonzero(probs[c] > self.grid[0])  # the rest never counts
             index = self.bins(probs[c, above])
-            self.add_class(c, index, index[gt[c, above]], totals[c])
+            self.add_class(c, *self.histograms(index, index[gt[c, above]]), totals[c])
         self.count += 1
 
-    def add_class(self, c: int, bins: np.ndarray, gt_bins: np.ndarray, total: int) -> None:
-        """Add class ``c`` of the current image from its pixels' bins (``bins``), the bins
-        of its ground-truth pixels and its ground-truth pixel count; ``next_image()`` then
-        closes the image. Pixels in bin 0 (above no candidate) may be left out."""
+    def histograms(self, bins: np.ndarray, gt_bins: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Pixel counts per bin of all pixels and of the ground-truth pixels of one class."""
         size = len(self.grid) + 1
+        return np.bincount(bins.ravel(), minlength=size), np.bincount(gt_bins, minlength=size)
+
+    def add_class(self, c: int, pred_hist: np.ndarray, gt_hist: np.ndarray, total: int) -> None:
+        """Add class ``c`` of the current image from ``histograms`` and its ground-truth pixel
+        count; ``next_image()`` then closes the image."""
         # bin j holds grid[j-1] < p <= grid[j], so p > grid[k] exactly for bins > k
-        pred = np.bincount(bins, minlength=size)[::-1].cumsum()[::-1][1:]
-        inter = np.bincount(gt_bins, minlength=size)[::-1].cumsum()[::-1][1:]
+        pred = pred_hist[::-1].cumsum()[::-1][1:]
+        inter = gt_hist[::-1].cumsum()[::-1][1:]
         self.dice_sum[c] += (2 * inter + self.eps) / (pred + total + self.eps)
 
     def next_image(self) -> None:
