@@ -63,6 +63,16 @@ def phantom(tmp_path_factory) -> dict:
     # ties: the levels of model 1 complete model 0's to exactly 255 (0.5 for equal weights)
     # or to 102 (0.2) on a band of every bone
     name = sorted(labels)[0]
+    # the last image: model 0 sees only the upper half of each bone, so the ground truth
+    # reaches outside the boxes of the probabilities
+    last = sorted(labels)[-1]
+    cut = levels[0][last].copy()
+    for c in range(len(CLASSES)):
+        rows = np.flatnonzero(cut[c].any(1))
+        if rows.size:
+            cut[c, (rows[0] + rows[-1]) // 2:] = 0
+    entry = save_probs(root / 'm0', last, torch.from_numpy(dequantize(cut)), 'uint8')
+    assert entry['file'] == ProbDump(root / 'm0').images[last]['file']
     dump0, dump1 = ProbDump(root / 'm0'), ProbDump(root / 'm1')
     l0, l1 = levels[0][name].copy(), levels[1][name].copy()
     band = (l0 > 60) & (l0 < 200)
@@ -189,6 +199,10 @@ def test_threshold_search_matches_the_float_search(phantom):
         new = search_thresholds(dumps, labels, weights)
         assert new.count == old.count == len(labels)
         assert np.array_equal(new.dice(), old.dice())
+        alone = ThresholdSearch(DEFAULT_GRID)        # the half-bone model alone
+        for name in dumps[0].names:
+            alone.add(dumps[0].load(name), torch.from_numpy(gt_masks(labels[name])))
+        assert np.array_equal(search_thresholds(dumps[:1], labels).dice(), alone.dice())
     pooled = search_thresholds(dumps, labels, workers=2)
     assert np.array_equal(pooled.dice(), new.dice() if weights is None else
                           search_thresholds(dumps, labels).dice())

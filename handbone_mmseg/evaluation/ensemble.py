@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..classes import CLASSES
-from ..functional.box_masks import Box, BoxMasks, box_dice_counts, union_box
+from ..functional.box_masks import Box, BoxMasks, box_dice_counts, union_box, window
 from ..functional.postprocess import PostprocessSearch, Rule, check_rules
 from ..functional.quantized import (
     LEVELS,
@@ -355,7 +355,7 @@ def threshold_histograms(plan: Plan, name: str) -> tuple[str, list[tuple]]:
             ys, xs = np.nonzero(unsure[acc])
             if ys.size:
                 bins[ys, xs] = search.bins(_float_at(levels, vote, c, box, ys, xs, scale))
-        truth = _window(gt.crops[c], gt.boxes[c], box).astype(bool)
+        truth = window(gt.crops[c], box, gt.boxes[c])  # the boxes may overlap in part
         out.append((*search.histograms(bins, bins[truth]), totals[c]))
     return name, out
 
