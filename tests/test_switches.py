@@ -43,10 +43,49 @@ def wrap_for_tta(cfg: Config) -> None:
 
 @pytest.mark.parametrize('path', CONFIGS, ids=lambda p: p.stem)
 def test_shipped_configs_are_unchanged_by_default(path):
+    """What a config file builds is what runs; a stage-2 config is built by its roi switch
+    (``set_roi``), and from there the switches change nothing more."""
     cfg = Config.fromfile(path)
+    if cfg.get('roi_classes') is not None:
+        apply_switches(cfg)
     before = cfg.pretty_text
     apply_switches(cfg)
     assert cfg.pretty_text == before
+
+
+def test_the_roi_switch_makes_any_config_a_second_stage():
+    cfg = load_config(ROOT / 'configs' / 'fcn_r101_handbone.py',
+                      {'roi_classes': ['Lunate', 'Pisiform'], 'roi_margin': 0.5,
+                       'roi_jitter': 0.2})
+    wrap_for_tta(cfg)
+    for training, pipeline in ((True, cfg.train_dataloader.dataset.pipeline),
+                               (False, cfg.val_dataloader.dataset.pipeline),
+                               (False, cfg.test_dataloader.dataset.pipeline)):
+        assert [t['type'] for t in pipeline[:2]] == ['LoadXrayFromFile', 'CropToClasses']
+        assert pipeline[1] == dict(type='CropToClasses', classes=['Lunate', 'Pisiform'],
+                                   margin=0.5, jitter=0.2 if training else 0.0)
+        types = [t['type'] for t in pipeline] + [  # with the --tta pipeline's groups
+            t['type'] for x in pipeline if x['type'] == 'TestTimeAug' for g in x['transforms']
+            for t in g]
+        assert types.count('CropToClasses') == 1
+        assert ('LoadFrameAnnotations' in types) is (not training) and \
+            ('LoadMultiLabelAnnotations' in types) is training
+    groups = tta_groups(cfg.test_dataloader.dataset.pipeline)   # the --tta pipeline
+    assert [t['type'] for g in groups for t in g][-2:] == ['LoadFrameAnnotations',
+                                                          'PackSegInputs']
+    assert 'roi' in groups[-1][0]['meta_keys'] and 'frame_shape' in groups[-1][0]['meta_keys']
+    assert cfg.val_evaluator['covers'] == cfg.test_evaluator['covers'] == ['Lunate', 'Pisiform']
+
+
+@pytest.mark.parametrize('options, message', [
+    ({'roi_classes': ['Lunate', 'Wrist']}, "roi_classes: 'Wrist' is not a bone class"),
+    ({'roi_classes': []}, 'roi_classes must be a non-empty list of bone names'),
+    ({'roi_classes': ['Lunate'], 'roi_margin': -0.1}, 'roi_margin must be a finite number'),
+    ({'roi_classes': ['Lunate'], 'roi_jitter': 1.0}, r'roi_jitter must lie in \[0, 1\)'),
+])
+def test_bad_roi_switches_are_refused(options, message):
+    with pytest.raises(ValueError, match=message):
+        load_config(ROOT / 'configs' / 'fcn_r101_handbone.py', options)
 
 
 def test_sizes_reach_every_pipeline_and_the_preprocessor():

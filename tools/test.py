@@ -4,19 +4,30 @@ Same command line as mmseg's ``tools/test.py``. ``--out DIR`` writes ``DIR/submi
 on a labeled split (``--split val``) also the per-class and per-image Dice tables; with
 ``--save-probs`` also ``DIR/probs/`` for ``tools/tune_thresholds.py`` and
 ``tools/ensemble.py``.
+
+A second-stage (wrist) model, ``configs/wrist_*_handbone.py``: ``--roi-from STAGE1_PROBS``
+takes each image's box from stage 1's probability dump (each box class's largest component
+above 0.5, see ``handbone_mmseg.datasets.roi.stage1_boxes``), predicts the crop, and writes
+everything in the full frame (docs/wrist.md).
 """
 import argparse
 import os.path as osp
 import sys
+from pathlib import Path
 
 from mmengine.config import Config
+from mmengine.logging import MMLogger
 from mmengine.registry import RUNNERS
+from mmseg.registry import DATASETS
 
-from handbone_mmseg.classes import CLASSES, NUM_CLASSES  # importing registers the plugin
+from handbone_mmseg.classes import CLASSES, NUM_CLASSES
 from handbone_mmseg.cli import add_common_args, load_config_from_args, run_tool
+from handbone_mmseg.datasets.roi import stage1_boxes, write_roi_boxes
 from handbone_mmseg.functional.postprocess import rules_to_table
 from handbone_mmseg.functional.probs import LEVELS
+from handbone_mmseg.functional.roi import CARPALS
 from handbone_mmseg.io.predictions import check_output_dir
+from handbone_mmseg.io.prob_dump import ProbDump
 from handbone_mmseg.io.thresholds_json import load_postprocess, load_thresholds
 from handbone_mmseg.runtime import (
     check_checkpoint_classes,
@@ -47,6 +58,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help='quantisation of the saved probabilities (uint8: error <= 0.002)')
     parser.add_argument('--prob-scale', type=float, default=1.0,
                         help='saved size as a fraction of the original, e.g. 0.5')
+    parser.add_argument('--roi-from', metavar='STAGE1_PROBS',
+                        help='stage 2 (a config with CropToClasses): each image\'s box from '
+                        'this stage-1 probability dump (tools/test.py STAGE1 ... --save-probs '
+                        'on the same split); outputs are pasted back into the full frame')
     parser.add_argument('--show-dir', help='write one picture per image (overlays of the 29 '
                         'bones; with labels also ground truth and an error map) into this dir')
     add_common_args(parser)
@@ -96,6 +111,11 @@ def setup(args: argparse.Namespace) -> Config:
         cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
         cfg.tta_model.module = cfg.model
         cfg.model = cfg.tta_model
+    if args.roi_from is not None:
+        try:
+            use_stage1_boxes(cfg, args.config, args.roi_from, args.split)
+        except ValueError as e:
+            raise SystemExit(str(e)) from None
     if args.show_dir is not None:
         enable_show_dir(cfg, args.show_dir)
     if args.out is not None:
@@ -104,6 +124,49 @@ def setup(args: argparse.Namespace) -> Config:
             cfg.test_evaluator.update(prob_dir=osp.join(args.out, 'probs'),
                                       prob_dtype=args.prob_dtype, prob_scale=args.prob_scale)
     return cfg
+
+
+def use_stage1_boxes(cfg: Config, config: str, folder: str, split: str) -> None:
+    """Crop each test image to the box stage 1's dump gives, and keep stage 1's result where
+    it gives none.
+
+    Writes the tight boxes to ``WORK_DIR/roi_boxes.json`` for the test pipeline's
+    ``CropToClasses``, and points the metric at the dump for those images (``fallback_dir``);
+    the metric's ``covers`` default to the box's classes.
+
+    Raises:
+        ValueError: no ``CropToClasses`` in the test pipeline, or a dump that does not fit
+            (other classes, classes not covered, images of the split missing).
+    """
+    crops = [t for t in cfg.test_dataloader.dataset.pipeline if t['type'] == 'CropToClasses']
+    if not crops:
+        raise ValueError(f'{config}: --roi-from needs a CropToClasses transform in the test '
+                         'pipeline (a stage-2 config: roi_classes, as in '
+                         'configs/wrist_*_handbone.py)')
+    classes = list(crops[0].get('classes', CARPALS))
+    covers = list(cfg.test_evaluator.setdefault('covers', classes))
+    dump = ProbDump(folder)
+    uncovered = [c for c in covers if c not in dump.covers]
+    if uncovered:  # the images without a box take these classes from the dump
+        raise ValueError(f'{folder}: its model does not cover {uncovered}, which '
+                         f'test_evaluator.covers of {config} names')
+    # the split's images, as the runner will list them (without decoding them)
+    dataset = DATASETS.build(dict(cfg.test_dataloader.dataset, pipeline=[], check_pixels=False,
+                                  lazy_init=True))
+    names = [Path(info['img_path']).name for info in dataset.load_data_list()]
+    boxes = stage1_boxes(dump, names, classes)
+    logger = MMLogger.get_current_instance()
+    for name in sorted(n for n, box in boxes.items() if box is None):
+        logger.warning(f'image {name}: stage 1 ({folder}) predicts none of {", ".join(classes)} '
+                       'above 0.5: it keeps stage 1\'s probabilities of these classes')
+    path = Path(cfg.work_dir) / 'roi_boxes.json'
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_roi_boxes(path, classes, boxes, dump.ori_shapes, folder)
+    for crop in crops:
+        crop['boxes'] = str(path)
+    cfg.test_evaluator['fallback_dir'] = folder
+    logger.info(f'wrote {path}: boxes of {len(boxes)} images of the {split} split from {folder} '
+                f'({sum(b is None for b in boxes.values())} without a box)')
 
 
 def main(argv: list[str] | None = None) -> None:

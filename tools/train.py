@@ -8,7 +8,7 @@ import sys
 from mmengine.config import Config
 from mmengine.registry import RUNNERS
 
-# importing the package registers the plugin
+# load_config (through load_config_from_args) registers the plugin
 from handbone_mmseg.cli import add_common_args, load_config_from_args, run_tool
 from handbone_mmseg.runtime import exit_if_distributed, prepare_launcher, resolve_resume
 

@@ -22,7 +22,9 @@ DATALOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
 # The top-level variables apply_switches reads (load_config accepts them as overrides even
 # in a config that does not declare them).
 SWITCH_NAMES = ('use_wandb', 'grayscale', 'crop_size', 'train_scale', 'test_scale',
-                'tta_ratios', 'full_resolution', 'accumulative_counts', 'grad_checkpointing')
+                'tta_ratios', 'full_resolution', 'accumulative_counts', 'grad_checkpointing',
+                'roi_classes', 'roi_margin', 'roi_jitter')
+ROI_MARGIN = 0.25  # default roi_margin: a quarter of the box's longer side on each side
 # Decoders that concatenate encoder features of strides 2..32 with upsampled ones: a
 # training crop that does not divide by 32 gives mismatched shapes.
 UNET_HEADS = ('UNetPlusPlusHead', 'UNetHead')
@@ -43,6 +45,8 @@ def apply_switches(cfg: MutableMapping) -> None:
     - ``accumulative_counts``: ``optim_wrapper.accumulative_counts``;
     - ``grad_checkpointing``: ``HandBoneTIMMBackbone.grad_checkpointing`` and the UNet
       heads' ``with_cp`` (``True`` is refused for a model that has neither);
+    - ``roi_classes`` (with ``roi_margin``, ``roi_jitter``): a second-stage model on the box
+      around these bones, see ``set_roi``;
     - ``use_wandb``, ``grayscale``: ``add_wandb_backend``, ``make_grayscale``.
 
     Only transforms of the named types are touched; a switch the config lacks changes
@@ -55,6 +59,8 @@ def apply_switches(cfg: MutableMapping) -> None:
         ValueError: a switch's value is not valid (one line naming the key and the rule).
     """
     check_switches(cfg)
+    if cfg.get('roi_classes') is not None:
+        set_roi(cfg)
     apply_sizes(cfg)
     if 'accumulative_counts' in cfg and 'optim_wrapper' in cfg:
         cfg['optim_wrapper']['accumulative_counts'] = cfg['accumulative_counts']
@@ -116,6 +122,14 @@ def check_switches(cfg: MutableMapping) -> None:
     for key in ('full_resolution', 'grad_checkpointing'):
         if not isinstance(cfg.get(key, False), bool):
             raise ValueError(f'{key} must be True or False, got {cfg[key]!r}')
+    if cfg.get('roi_classes') is not None:
+        from ..functional.roi import check_margin, class_indices
+        class_indices(cfg['roi_classes'], 'roi_classes')
+        check_margin(cfg.get('roi_margin', ROI_MARGIN), 'roi_margin')
+        jitter = cfg.get('roi_jitter', 0.0)
+        if isinstance(jitter, bool) or not isinstance(jitter, (int, float)) \
+                or not 0 <= jitter < 1:
+            raise ValueError(f'roi_jitter must lie in [0, 1), got {jitter!r}')
 
 
 def _pipelines(cfg: MutableMapping) -> list[tuple[bool, list]]:
@@ -156,6 +170,54 @@ def apply_sizes(cfg: MutableMapping) -> None:
         preprocessor['size'] = crop
     if full:
         set_full_resolution(model, crop)
+
+
+def _transforms(pipeline: list) -> list:
+    """The transforms of a pipeline, those inside ``TestTimeAug``'s groups included."""
+    found = []
+    for transform in pipeline:
+        found.append(transform)
+        if transform['type'] == 'TestTimeAug':
+            found.extend(t for group in transform['transforms'] for t in group)
+    return found
+
+
+def set_roi(cfg: MutableMapping) -> None:
+    """Make the config a second-stage model of the box around ``roi_classes``.
+
+    Every pipeline gets ``CropToClasses(classes=roi_classes, margin=roi_margin)`` right after
+    loading (before any resize: the crop keeps the source resolution; the training pipelines
+    with ``jitter=roi_jitter``). In the test-side pipelines the ground truth is loaded in the
+    full frame (``LoadFrameAnnotations`` for ``LoadMultiLabelAnnotations``) and
+    ``PackSegInputs`` carries the crop's box, so ``MultiLabelDiceMetric`` pastes predictions
+    back and scores Dice in the full frame over ``covers=roi_classes`` (the evaluators').
+    A pipeline that has the crop already gets the values (and keeps a ``boxes`` file).
+    """
+    from ..functional.roi import ROI_META_KEYS
+    classes = list(cfg['roi_classes'])
+    margin = float(cfg.get('roi_margin', ROI_MARGIN))
+    jitter = float(cfg.get('roi_jitter', 0.0))
+    for training, pipeline in _pipelines(cfg):
+        crop = dict(classes=classes, margin=margin, jitter=jitter if training else 0.0)
+        existing = [t for t in pipeline if t['type'] == 'CropToClasses']
+        for transform in existing:
+            transform.update(crop)
+        if not existing:
+            at = next((i + 1 for i, t in enumerate(pipeline) if t['type'] in LOADERS), 0)
+            pipeline.insert(at, dict(type='CropToClasses', **crop))
+        if training:
+            continue
+        for transform in _transforms(pipeline):
+            if transform['type'] == 'LoadMultiLabelAnnotations':
+                transform.clear()
+                transform['type'] = 'LoadFrameAnnotations'
+            elif transform['type'] == 'PackSegInputs':
+                transform['meta_keys'] = ROI_META_KEYS
+    for key in ('val_evaluator', 'test_evaluator'):
+        evaluator = cfg.get(key)
+        if isinstance(evaluator, MutableMapping) and \
+                evaluator.get('type') == 'MultiLabelDiceMetric':
+            evaluator['covers'] = classes
 
 
 def _is_resize_group(group: object) -> bool:

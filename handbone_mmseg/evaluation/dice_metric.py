@@ -14,9 +14,10 @@ from ..functional.metrics import DICE_EPS, dice_counts, dice_from_counts, mean_d
 from ..functional.postprocess import Rule, apply_postprocess, rules_from_table
 from ..functional.probs import LEVELS
 from ..functional.rle import rle_encode
+from ..functional.roi import paste
 from ..io.atomic import atomic_open
 from ..io.dice_tables import class_table, write_class_dice
-from ..io.prob_dump import begin_dump, save_probs, write_index
+from ..io.prob_dump import ProbDump, begin_dump, save_probs, write_index
 from ..io.submission import write_submission
 
 
@@ -29,8 +30,11 @@ class MultiLabelDiceMetric(BaseMetric):
     split) are only written to the submission.
 
     With ``postprocess`` each predicted mask is post-processed here, before the Dice counts
-    and the submission, so the tables and the CSV describe the same masks:
-    ``process(): [apply_postprocess()] -> dice_counts(), rle_encode(), save_probs()``.
+    and the submission, so the tables and the CSV describe the same masks. A second-stage
+    sample (``CropToClasses``: ``roi`` and ``frame_shape`` in its metainfo) is first pasted
+    back into its full frame, zeros outside the crop, and every output is of the full frame:
+    ``process(): [to_frame()] -> [apply_postprocess()] -> dice_counts(), rle_encode(),
+    save_probs()``.
 
     Args:
         eps: the smoothing term of the Dice definition.
@@ -43,6 +47,16 @@ class MultiLabelDiceMetric(BaseMetric):
         postprocess: per-class rules ``{class name: {'largest': bool, 'min_size': int}}``
             (the ``"postprocess"`` section of a ``tools/tune_thresholds.py`` JSON); classes
             left out are not post-processed. The saved probabilities are not affected.
+        covers: the classes the model predicts (a stage-2 model: e.g. the carpals); the others
+            are zeroed in masks and probabilities, the dump's index records them (an
+            ensemble gives the dump no vote there), and ``mDice`` and the logged table are
+            over these classes only. ``dice_per_class.csv`` keeps all classes in order (what
+            ``tools/ensemble.py --choose-on`` reads): the others score as empty masks.
+            Default: all classes.
+        fallback_dir: a stage-1 probability dump: an image whose crop has no box
+            (``roi`` None: stage 1 found none of the box's classes) takes stage 1's
+            probabilities of the covered classes instead of its own, thresholded at 0.5
+            (``tools/test.py --roi-from`` sets it).
         collect_device: ``'cpu'`` or ``'gpu'``, for gathering results across ranks.
         prefix: prefix of the metric names in the logs.
     """
@@ -52,6 +66,7 @@ class MultiLabelDiceMetric(BaseMetric):
     def __init__(self, eps: float = DICE_EPS, output_dir: str | None = None,
                  prob_dir: str | None = None, prob_dtype: str = 'uint8',
                  prob_scale: float = 1.0, postprocess: dict | None = None,
+                 covers: Sequence[str] | None = None, fallback_dir: str | None = None,
                  collect_device: str = 'cpu', prefix: str | None = None) -> None:
         super().__init__(collect_device=collect_device, prefix=prefix)
         if not 0 < prob_scale <= 1:
@@ -65,6 +80,10 @@ class MultiLabelDiceMetric(BaseMetric):
         self.prob_scale = prob_scale
         self.postprocess = postprocess
         self._rules: list[Rule | None] = []
+        self.covers = None if covers is None else list(covers)
+        self.fallback_dir = fallback_dir
+        self._fallback = None if fallback_dir is None else ProbDump(fallback_dir)
+        self._covered: np.ndarray | None = None  # bool per class, set with dataset_meta
 
     @property
     def dataset_meta(self) -> dict | None:
@@ -76,6 +95,13 @@ class MultiLabelDiceMetric(BaseMetric):
         # the class names arrive here, before the first image: a rule for an unknown class
         # stops the run now, not after the first inference
         self._dataset_meta = dataset_meta
+        if self.covers is not None:
+            classes = tuple(dataset_meta['classes'])
+            unknown = [c for c in self.covers if c not in classes]
+            if unknown:
+                raise ValueError(f'test_evaluator.covers: {unknown[0]!r} is not a class of the '
+                                 f'dataset')
+            self._covered = np.array([c in self.covers for c in classes])
         if self.postprocess is not None:
             self._rules = rules_from_table(self.postprocess, tuple(dataset_meta['classes']),
                                            'test_evaluator.postprocess')
@@ -88,10 +114,22 @@ class MultiLabelDiceMetric(BaseMetric):
             begin_dump(self.prob_dir)  # first batch of this evaluation on this rank
         for sample in data_samples:
             pred = sample['pred_sem_seg']['data'].bool()
+            probs = sample['seg_logits']['data'] if self.prob_dir is not None else None
+            if 'frame_shape' in sample:
+                pred, probs = self._to_frame(sample, pred, probs)
+            if self._covered is not None:  # not in place: the sample's tensors are shared
+                keep = torch.from_numpy(self._covered).to(pred.device).view(-1, 1, 1)
+                pred = pred & keep
+                probs = None if probs is None else probs * keep
             if any(self._rules):
                 pred = torch.from_numpy(apply_postprocess(pred.cpu().numpy(), self._rules))
             result = dict(name=Path(sample['img_path']).name)
             if 'gt_sem_seg' in sample:
+                if tuple(sample['gt_sem_seg']['data'].shape[-2:]) != tuple(pred.shape[-2:]):
+                    raise ValueError(
+                        f'{sample["img_path"]}: prediction {tuple(pred.shape[-2:])}, ground '
+                        f'truth {tuple(sample["gt_sem_seg"]["data"].shape[-2:])}: a cropped '
+                        "sample needs 'roi' and 'frame_shape' in PackSegInputs.meta_keys")
                 gt, valid = unpack_labels(sample['gt_sem_seg']['data'][0].to(pred.device),
                                           pred.shape[0])
                 result['counts'] = dice_counts(pred, gt, valid).cpu().numpy()
@@ -99,10 +137,29 @@ class MultiLabelDiceMetric(BaseMetric):
                 masks = pred.cpu().numpy()
                 result['rles'] = [rle_encode(mask) for mask in masks]
             if self.prob_dir is not None:  # written now: results must stay small
-                result['prob_entry'] = save_probs(self.prob_dir, result['name'],
-                                                  sample['seg_logits']['data'],
+                result['prob_entry'] = save_probs(self.prob_dir, result['name'], probs,
                                                   self.prob_dtype, self.prob_scale)
+                if 'frame_shape' in sample:
+                    result['prob_entry']['roi'] = sample['roi']
             self.results.append(result)
+
+    def _to_frame(self, sample: dict, pred: torch.Tensor, probs: torch.Tensor | None
+                  ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """A cropped sample's masks and probabilities pasted into its full frame.
+
+        Without a box (``roi`` None) the whole image was predicted: it stays, except that
+        with ``fallback_dir`` stage 1's probabilities replace it (masks at 0.5).
+        """
+        roi, frame = sample['roi'], tuple(sample['frame_shape'])
+        if roi is None:
+            if self._fallback is None:
+                return pred, probs
+            stage1 = self._fallback.load(Path(sample['img_path']).name).to(pred.device)
+            return stage1 > 0.5, (stage1 if probs is not None else None)
+        pred = torch.from_numpy(paste(pred.cpu().numpy(), roi, frame)).to(pred.device)
+        if probs is not None:
+            probs = torch.from_numpy(paste(probs.cpu().numpy(), roi, frame)).to(probs.device)
+        return pred, probs
 
     def compute_metrics(self, results: list[dict]) -> dict[str, float]:
         """Log the per-class table, write the outputs and return ``mDice``."""
@@ -113,9 +170,15 @@ class MultiLabelDiceMetric(BaseMetric):
         if labeled:
             counts = np.stack([r['counts'] for r in labeled])
             per_class, mean = mean_dice(counts, self.eps)
-            table = class_table(classes, ['Dice'], [per_class], mean=False)
-            logger.info(f'per-class Dice over {len(labeled)} images:\n{table.get_string()}')
-            metrics['mDice'] = mean
+            shown = np.arange(len(classes)) if self._covered is None else \
+                np.flatnonzero(self._covered)
+            table = class_table([classes[c] for c in shown], ['Dice'], [per_class[shown]],
+                                mean=False)
+            over = '' if self._covered is None else \
+                f', the {len(shown)} classes the model covers'
+            logger.info(f'per-class Dice over {len(labeled)} images{over}:\n'
+                        f'{table.get_string()}')
+            metrics['mDice'] = mean if self._covered is None else float(per_class[shown].mean())
             if self.output_dir is not None:
                 self._write_dice_tables(classes, per_class, labeled)
         if self.output_dir is not None:
@@ -124,7 +187,7 @@ class MultiLabelDiceMetric(BaseMetric):
             logger.info(f'wrote {path} ({count} images x {len(classes)} classes)')
         if self.prob_dir is not None:
             path = write_index(self.prob_dir, classes, self.prob_dtype, self.prob_scale,
-                               ((r['name'], r['prob_entry']) for r in results))
+                               ((r['name'], r['prob_entry']) for r in results), self.covers)
             logger.info(f'wrote {path} (probabilities of {len(results)} images)')
         return metrics
 
