@@ -11,7 +11,7 @@ run, on the same inputs:
 3. ``tools/ensemble.py`` over 2 dumps, soft and hard voting: the new code over ``--images``
    images (the labeled phantom images repeated under new names) in a pool and in one
    process, the baseline over ``--baseline-images`` of them; the CSVs of the images both
-   ran must be byte-identical;
+   ran must be byte-identical; then 4 dumps against 2 (the cost per model);
 4. ``tools/tune_thresholds.py`` over the labeled images; the chosen thresholds, rules and
    Dice must be identical.
 """
@@ -177,6 +177,17 @@ def report(args: argparse.Namespace, tmp: Path, old: Path) -> None:
               f'{per_old * n:.0f} s for {n} images')
         print(f'        new {n} images: one process {t_one:5.1f} s ({t_one / n:.3f}), '
               f'pool {t_pool:5.1f} s ({t_pool / n:.3f}), identical: {same_pool}')
+
+    # linear in the models: 4 dumps (each model twice under another folder) against 2
+    four = [*many, *[tmp / 'many2' / f'm{m}' for m in range(2)]]
+    for m in range(2):
+        repeat_dump(dumps / f'm{m}', four[2 + m], args.images)
+    t2 = run(ROOT, [str(ROOT / 'tools/ensemble.py'), *map(str, many), '--out',
+                    str(tmp / 'two.csv'), '--workers', '0'], tmp)
+    t4 = run(ROOT, [str(ROOT / 'tools/ensemble.py'), *map(str, four), '--out',
+                    str(tmp / 'four.csv'), '--workers', '0'], tmp)
+    print(f'  soft, {args.images} images, one process: 2 dumps {t2:5.1f} s, 4 dumps {t4:5.1f} s '
+          f'({t4 / t2:.2f}x)')
 
     print('\n4. tools/tune_thresholds.py, 2 dumps, '
           f'{len(ProbDump(dumps / "m0").names)} labeled images at {args.size}')
