@@ -73,6 +73,13 @@ def run(args: list[str], log: Path) -> float:
     return time.perf_counter() - start
 
 
+def ensure_demo_data(data: Path, log: Path) -> None:
+    """The demo's phantom data (40 patients at 512, seed 0, test labels) unless present."""
+    if not (data / 'train').is_dir():
+        run(['tools/make_phantom.py', str(data), '--patients', '40', '--size', '512', '--seed',
+             '0', '--test-labels', '--workers', '2'], log)
+
+
 def write_config(path: Path, base: Path, iters: int, full_res: bool) -> Path:
     """A child config of ``base`` with its own schedule (and the full-resolution recipe)."""
     text = f'_base_ = [{str(base)!r}]\n'
@@ -183,9 +190,7 @@ def main(argv: list[str] | None = None) -> None:
     data, work = args.data.resolve(), args.work_dir.resolve()
     work.mkdir(parents=True, exist_ok=True)
     log = work / 'bench.log'
-    if not (data / 'train').is_dir():
-        run(['tools/make_phantom.py', str(data), '--patients', '40', '--size', '512', '--seed',
-             '0', '--test-labels', '--workers', '2'], log)
+    ensure_demo_data(data, log)
     small = smallest_bones(data)
     from handbone_mmseg.classes import CLASSES
     print('8 smallest bones: ' + ', '.join(CLASSES[c] for c in small))

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_unetpp import ROOT, TINY_UNET, run, train  # noqa: E402  (the time-budgeted training)
+from bench_unetpp import ROOT, TINY_UNET, ensure_demo_data, run, train  # noqa: E402  (the time-budgeted training)
 
 WRIST = ROOT / 'configs' / 'wrist_tiny_cpu_handbone.py'
 
@@ -87,9 +87,7 @@ def main(argv: list[str] | None = None) -> None:
     data, work = args.data.resolve(), args.work_dir.resolve()
     work.mkdir(parents=True, exist_ok=True)
     log = work / 'bench.log'
-    if not (data / 'train').is_dir():
-        run(['tools/make_phantom.py', str(data), '--patients', '40', '--size', '512', '--seed',
-             '0', '--test-labels', '--workers', '2'], log)
+    ensure_demo_data(data, log)
     from handbone_mmseg.classes import CLASSES
 
     runs = {}
