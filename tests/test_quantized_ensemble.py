@@ -341,3 +341,12 @@ def test_lazy_members_of_the_package():
         handbone_mmseg.io.NotAThing  # noqa: B018
     assert 'ProbDump' in dir(handbone_mmseg.io)
     assert Path(handbone_mmseg.__file__).parent == ROOT / 'handbone_mmseg'
+
+
+def test_default_workers_follow_the_usable_cores(monkeypatch):
+    from handbone_mmseg.evaluation import ensemble
+    for cores, images, expected in (({0}, 300, 0), ({0, 1}, 8, 2), ({0, 1}, 7, 0),
+                                    (set(range(64)), 300, 4), (set(range(64)), 15, 0)):
+        monkeypatch.setattr(ensemble.os, 'sched_getaffinity', lambda _, c=cores: c,
+                            raising=False)
+        assert ensemble.default_workers(images) == expected, (cores, images)

@@ -46,7 +46,10 @@ MIN_IMAGES_PER_WORKER = 4
 
 def default_workers(images: int) -> int:
     """Processes for ``images`` images: up to 4 cores, 0 (this process) for a few images."""
-    cores = min(4, os.cpu_count() or 1)
+    # the cores this process may run on (taskset, cgroups' cpusets), not the machine's
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else \
+        (os.cpu_count() or 1)
+    cores = min(4, usable)
     return cores if cores > 1 and images >= MIN_IMAGES_PER_WORKER * cores else 0
 
 
