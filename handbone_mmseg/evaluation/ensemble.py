@@ -78,6 +78,7 @@ class ClassVote:
     weights: list[float]  # the voters' normalised float weights
     ints: list[int] | None  # the same ratio in integers, None: vote in float
     cut: tuple[int, int] = (0, -1)  # level_cut of the soft vote's threshold
+    table: np.ndarray | None = None  # vote_table of a hard vote by few enough models
 
 
 @dataclass
@@ -88,17 +89,17 @@ class Plan:
     method: str
     thresholds: np.ndarray  # (C,) float64
     votes: list[ClassVote]
+    scale: int  # the levels voted on: uint16's where any dump is uint16 (``_levels``)
+    above: np.ndarray  # (C, scale + 1) above_table: a model's thresholded levels
+    full_size: bool  # every dump stored at the original size: the quantised path
     vote_threshold: float = 0.5
     choice: list[int] | None = None
     rules: list[Rule | None] = field(default_factory=list)
     labels: dict[str, dict] | None = None
     grid: np.ndarray | None = None  # candidates of a threshold search
+    # per total integer weight, the _bin_table of a threshold search
+    bin_tables: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     encode: bool = False  # RLE-encode the masks where they are made
-
-    @property
-    def scale(self) -> int:
-        """The levels voted on: uint16's where any dump is uint16 (``_levels``)."""
-        return max(LEVELS[d.dtype] for d in self.dumps)
 
 
 def _plan(dumps: Sequence[ProbDump], weights: Sequence[float] | None,
@@ -143,8 +144,11 @@ def _plan(dumps: Sequence[ProbDump], weights: Sequence[float] | None,
         vote = ClassVote(voters, check_weights(own), ints)
         if ints is not None:
             vote.cut = level_cut(float(thr[c]), scale, sum(ints))
+        if method == 'hard' and len(voters) <= MAX_VOTE_TABLE:
+            vote.table = vote_table(vote.weights, vote_threshold)
         votes.append(vote)
-    return Plan(dumps, method, thr, votes, vote_threshold,
+    return Plan(dumps, method, thr, votes, scale, above_table(thr, scale),
+                all(d.full_size for d in dumps), vote_threshold,
                 choice if method == 'best' else None, rules, labels)
 
 
@@ -163,14 +167,6 @@ def _gather(crop: np.ndarray, box: Box, into: Box, ys: np.ndarray, xs: np.ndarra
     return out
 
 
-def _window(crop: np.ndarray, box: Box, into: Box, dtype: np.dtype | None = None
-            ) -> np.ndarray:
-    out = np.zeros((into[1] - into[0], into[3] - into[2]), dtype or crop.dtype)
-    if crop.size:
-        out[_place(crop, box, into)] = crop
-    return out
-
-
 def _soft_sum(levels: list[LevelCrops], vote: ClassVote, c: int, scale: int
               ) -> tuple[Box, np.ndarray | None, np.ndarray | None]:
     """The union box of class ``c`` and, inside it, the integer weighted sum of levels
@@ -180,7 +176,7 @@ def _soft_sum(levels: list[LevelCrops], vote: ClassVote, c: int, scale: int
     if box[0] >= box[1]:
         return box, None, None
     if vote.ints is None:
-        views = [_window(levels[m].crops[c], levels[m].boxes[c], box) for m in vote.voters]
+        views = [window(levels[m].crops[c], box, levels[m].boxes[c]) for m in vote.voters]
         return box, None, float_vote(views, vote.weights, scale)
     acc = np.zeros((box[1] - box[0], box[3] - box[2]), accumulator_dtype(scale, sum(vote.ints)))
     for m, weight in zip(vote.voters, vote.ints):
@@ -232,29 +228,27 @@ def _hard_mask(levels: list[LevelCrops], vote: ClassVote, c: int, above: np.ndar
     if box[0] >= box[1]:
         return box, np.zeros((0, 0), bool)
     yes = [(levels[m].boxes[c], above[levels[m].crops[c]]) for m in vote.voters]
-    if len(yes) > MAX_VOTE_TABLE:
-        share = float_vote([_window(v, at, box, np.uint8) for at, v in yes], vote.weights, 1)
+    if vote.table is None:  # too many models for a table of every outcome
+        share = float_vote([window(v, box, at) for at, v in yes], vote.weights, 1)
         return box, share >= np.float32(vote_threshold * (1 - 1e-6))
     code = np.zeros((box[1] - box[0], box[3] - box[2]), np.uint16)
     for i, (at, v) in enumerate(yes):
         if v.size:
             code[_place(v, at, box)] |= v.astype(np.uint16) << i
-    return box, vote_table(vote.weights, vote_threshold)[code]
+    return box, vote.table[code]
 
 
 def _masks(plan: Plan, levels: list[LevelCrops], shape: tuple[int, int]) -> BoxMasks:
     """The ensemble's masks of one image, before post-processing."""
     boxes, crops = [], []
-    scale = plan.scale
-    above = above_table(plan.thresholds, scale) if plan.method != 'soft' else None
     for c, vote in enumerate(plan.votes):
         if plan.method == 'soft':
-            box, mask = _soft_mask(levels, vote, c, float(plan.thresholds[c]), scale)
+            box, mask = _soft_mask(levels, vote, c, float(plan.thresholds[c]), plan.scale)
         elif plan.method == 'hard':
-            box, mask = _hard_mask(levels, vote, c, above[c], plan.vote_threshold)
+            box, mask = _hard_mask(levels, vote, c, plan.above[c], plan.vote_threshold)
         else:
             chosen = levels[plan.choice[c]]
-            box, mask = chosen.boxes[c], above[c][chosen.crops[c]]
+            box, mask = chosen.boxes[c], plan.above[c][chosen.crops[c]]
         boxes.append(box)
         crops.append(mask)
     return BoxMasks(shape, boxes, crops)
@@ -262,19 +256,17 @@ def _masks(plan: Plan, levels: list[LevelCrops], shape: tuple[int, int]) -> BoxM
 
 def _model_masks(plan: Plan, levels: LevelCrops, shape: tuple[int, int]) -> BoxMasks:
     """One model's thresholded probabilities (``prob > threshold``)."""
-    above = above_table(plan.thresholds, plan.scale)
     return BoxMasks(shape, list(levels.boxes),
-                    [above[c][crop] for c, crop in enumerate(levels.crops)])
+                    [plan.above[c][crop] for c, crop in enumerate(levels.crops)])
 
 
-def _float_masks(plan: Plan, name: str) -> BoxMasks:
-    """The ensemble of dumps stored below full size: upsampled and voted in float
-    (``functional.voting``), as a dense frame."""
+def _float_masks(plan: Plan, probs: list) -> BoxMasks:
+    """The ensemble of dumps stored below full size (``probs``: each dump's ``load()``,
+    upsampled), voted in float (``functional.voting``), as a dense frame."""
     import torch
 
     from ..functional.voting import hard_vote, pick_per_class, soft_vote
     thr = torch.as_tensor(plan.thresholds, dtype=torch.float32).view(-1, 1, 1)
-    probs = [d.load(name) for d in plan.dumps]
     if plan.method == 'best':
         masks = pick_per_class(probs, plan.choice) > thr
     else:
@@ -304,11 +296,12 @@ def ensemble_image(plan: Plan, name: str
                    ) -> tuple[str, BoxMasks, np.ndarray | None]:
     """One image: ``(name, masks after post-processing, counts)``; see ``iter_ensemble``."""
     shape = plan.dumps[0].ori_shapes[name]
-    if all(d.full_size for d in plan.dumps):
-        levels = _levels(plan, name)
+    if plan.full_size:
+        levels, probs = _levels(plan, name), None
         masks = _masks(plan, levels, shape)
     else:
-        levels, masks = None, _float_masks(plan, name)
+        levels, probs = None, [d.load(name) for d in plan.dumps]
+        masks = _float_masks(plan, probs)
     if any(plan.rules):
         masks = masks.postprocess(plan.rules)
     if plan.encode:
@@ -319,7 +312,7 @@ def ensemble_image(plan: Plan, name: str
     if levels is None:
         import torch
         thr = torch.as_tensor(plan.thresholds, dtype=torch.float32).view(-1, 1, 1)
-        models = [BoxMasks.from_dense((d.load(name) > thr).numpy()) for d in plan.dumps]
+        models = [BoxMasks.from_dense((p > thr).numpy()) for p in probs]
     else:
         models = [_model_masks(plan, lv, shape) for lv in levels]
     counts = [box_dice_counts(m, gt) for m in models] + [box_dice_counts(masks, gt)]
@@ -333,14 +326,14 @@ def threshold_histograms(plan: Plan, name: str) -> tuple[str, list[tuple]]:
     gt = gt_boxes(plan.labels[name])
     totals = gt.sums()
     out = []
-    if not all(d.full_size for d in plan.dumps):
+    if not plan.full_size:
         from ..functional.voting import soft_vote
         probs = [d.load(name) for d in plan.dumps]
+        truth = gt.dense()
         for c, vote in enumerate(plan.votes):
-            p = soft_vote([probs[m][c] for m in vote.voters], vote.weights).numpy()
-            bins = search.bins(p)
-            truth = gt.dense()[c] if totals[c] else np.zeros(p.shape, bool)
-            out.append((*search.histograms(bins, bins[truth]), totals[c]))
+            bins = search.bins(soft_vote([probs[m][c] for m in vote.voters],
+                                         vote.weights).numpy())
+            out.append((*search.histograms(bins, bins[truth[c]]), totals[c]))
         return name, out
     levels = _levels(plan, name)
     scale = plan.scale
@@ -353,7 +346,7 @@ def threshold_histograms(plan: Plan, name: str) -> tuple[str, list[tuple]]:
         if probs is not None:
             bins = search.bins(probs)
         else:
-            table, unsure = _bin_table(search.grid, scale, sum(vote.ints))
+            table, unsure = plan.bin_tables[sum(vote.ints)]
             bins = table[acc]
             ys, xs = np.nonzero(unsure[acc])
             if ys.size:
@@ -363,25 +356,19 @@ def threshold_histograms(plan: Plan, name: str) -> tuple[str, list[tuple]]:
     return name, out
 
 
-_BIN_TABLES: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
-
-
 def _bin_table(grid: np.ndarray, scale: int, total_weight: int
                ) -> tuple[np.ndarray, np.ndarray]:
     """Per weighted level sum its bin (candidates it is above) and whether some candidate's
-    decision is ambiguous there (``level_cut``); cached per grid and weights."""
-    key = (grid.tobytes(), scale, total_weight)
-    if key not in _BIN_TABLES:
-        sums = np.arange(scale * total_weight + 1)
-        bins = np.zeros(sums.size, np.intp)
-        unsure = np.zeros(sums.size, bool)
-        for t in grid.astype(np.float64):
-            lo, hi = level_cut(float(t), scale, total_weight)
-            bins += sums > hi
-            if lo <= hi:
-                unsure[max(lo, 0):hi + 1] = True
-        _BIN_TABLES[key] = bins, unsure
-    return _BIN_TABLES[key]
+    decision is ambiguous there (``level_cut``)."""
+    sums = np.arange(scale * total_weight + 1)
+    bins = np.zeros(sums.size, np.intp)
+    unsure = np.zeros(sums.size, bool)
+    for t in grid.astype(np.float64):
+        lo, hi = level_cut(float(t), scale, total_weight)
+        bins += sums > hi
+        if lo <= hi:
+            unsure[max(lo, 0):hi + 1] = True
+    return bins, unsure
 
 
 _WORKER_PLAN: Plan | None = None
@@ -467,6 +454,8 @@ def search_thresholds(dumps: Sequence[ProbDump], labels: dict[str, dict],
     plan = _plan(dumps, weights, labels)
     search = ThresholdSearch(grid, len(CLASSES))
     plan.grid = search.grid
+    plan.bin_tables = {sum(v.ints): _bin_table(search.grid, plan.scale, sum(v.ints))
+                       for v in plan.votes if v.ints is not None}
     for _, classes in _map(_run_histograms, plan, plan.dumps[0].names, workers, 'thresholds',
                            progress):
         for c, (pred_hist, gt_hist, total) in enumerate(classes):
