@@ -13,7 +13,9 @@ building anything from a config.
 def register_all_modules() -> None:
     """Import every registering module (idempotent) and let torch load mmengine's
     checkpoints."""
-    from . import datasets, evaluation, models, visualization  # noqa: F401
+    # datasets and models register on import; the other packages are lazy, so their
+    # registering modules are named
+    from . import datasets, models  # noqa: F401
     from .apis import runner  # noqa: F401  (HandBoneRunner)
     from .compat import allow_mmengine_checkpoints
     from .evaluation import dice_metric  # noqa: F401

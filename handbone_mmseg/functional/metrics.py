@@ -37,9 +37,7 @@ def dice_counts(pred: 'Tensor | np.ndarray', gt: 'Tensor | np.ndarray',
         return torch.stack([(pred & gt).sum(dims), pred.sum(dims), gt.sum(dims)], 1).long()
     # On the CPU torch sums bools as int64 pixel by pixel, ~10x slower than numpy's byte
     # counting: seconds per 2048x2048 image in the metric, scoring and reports.
-    p, g = (x.reshape(x.shape[0], -1).numpy() for x in (pred, gt))
-    counts = [np.count_nonzero(a, axis=1) for a in (p & g, p, g)]
-    return torch.from_numpy(np.stack(counts, 1).astype(np.int64))
+    return torch.from_numpy(dice_counts(pred.numpy(), gt.numpy()))
 
 
 def dice_from_counts(counts: 'np.ndarray | Tensor', eps: float = DICE_EPS) -> np.ndarray:
