@@ -233,3 +233,30 @@ def test_wrist_configs_crop_first_and_score_the_covered_classes(name):
         assert pipelines[key][-2]['type'] == 'LoadFrameAnnotations'
         assert tuple(pipelines[key][-1]['meta_keys']) == ROI_META_KEYS
     assert cfg.val_evaluator['covers'] == cfg.test_evaluator['covers'] == list(CARPALS)
+
+
+def test_stage1_boxes_from_the_stored_boxes_equal_those_of_the_float_maps(tmp_path):
+    """The quantised path (levels in their boxes) against box_from_probs on load()."""
+    import torch
+
+    from handbone_mmseg.classes import CLASSES
+    from handbone_mmseg.datasets.roi import stage1_boxes
+    from handbone_mmseg.io.prob_dump import ProbDump, save_probs, write_index
+    rng = np.random.default_rng(0)
+    entries = []
+    for i in range(3):
+        probs = np.zeros((len(CLASSES), 40, 48), np.float32)
+        for c in class_indices(CARPALS):
+            y, x = rng.integers(2, 30, 2)
+            probs[c, y:y + 6, x:x + 8] = rng.uniform(0.45, 0.9, (6, 8))  # straddles 0.5
+            probs[c, 0, 47] = 0.9 if i == 1 else 0.0                   # a stray pixel
+        probs[CLASS_INDEX['Lunate'], :, :] = 0.0 if i == 2 else probs[CLASS_INDEX['Lunate']]
+        entries.append((f'x{i}.png', save_probs(tmp_path, f'x{i}.png', torch.from_numpy(probs))))
+    write_index(tmp_path, CLASSES, 'uint8', 1.0, entries)
+    dump = ProbDump(tmp_path)
+    names = dump.names
+    boxes = stage1_boxes(dump, names, list(CARPALS))
+    indices = class_indices(CARPALS)
+    expected = {n: box_from_probs(dump.load(n)[indices].numpy(), range(len(indices)))
+                for n in names}
+    assert boxes == expected and all(b is not None for b in boxes.values())

@@ -24,7 +24,6 @@ DATALOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
 SWITCH_NAMES = ('use_wandb', 'grayscale', 'crop_size', 'train_scale', 'test_scale',
                 'tta_ratios', 'full_resolution', 'accumulative_counts', 'grad_checkpointing',
                 'roi_classes', 'roi_margin', 'roi_jitter')
-ROI_MARGIN = 0.25  # default roi_margin: a quarter of the box's longer side on each side
 # Decoders that concatenate encoder features of strides 2..32 with upsampled ones: a
 # training crop that does not divide by 32 gives mismatched shapes.
 UNET_HEADS = ('UNetPlusPlusHead', 'UNetHead')
@@ -123,13 +122,10 @@ def check_switches(cfg: MutableMapping) -> None:
         if not isinstance(cfg.get(key, False), bool):
             raise ValueError(f'{key} must be True or False, got {cfg[key]!r}')
     if cfg.get('roi_classes') is not None:
-        from ..functional.roi import check_margin, class_indices
+        from ..functional.roi import DEFAULT_MARGIN, check_jitter, check_margin, class_indices
         class_indices(cfg['roi_classes'], 'roi_classes')
-        check_margin(cfg.get('roi_margin', ROI_MARGIN), 'roi_margin')
-        jitter = cfg.get('roi_jitter', 0.0)
-        if isinstance(jitter, bool) or not isinstance(jitter, (int, float)) \
-                or not 0 <= jitter < 1:
-            raise ValueError(f'roi_jitter must lie in [0, 1), got {jitter!r}')
+        check_margin(cfg.get('roi_margin', DEFAULT_MARGIN), 'roi_margin')
+        check_jitter(cfg.get('roi_jitter', 0.0), 'roi_jitter')
 
 
 def _pipelines(cfg: MutableMapping) -> list[tuple[bool, list]]:
@@ -193,9 +189,9 @@ def set_roi(cfg: MutableMapping) -> None:
     back and scores Dice in the full frame over ``covers=roi_classes`` (the evaluators').
     A pipeline that has the crop already gets the values (and keeps a ``boxes`` file).
     """
-    from ..functional.roi import ROI_META_KEYS
+    from ..functional.roi import DEFAULT_MARGIN, ROI_META_KEYS
     classes = list(cfg['roi_classes'])
-    margin = float(cfg.get('roi_margin', ROI_MARGIN))
+    margin = float(cfg.get('roi_margin', DEFAULT_MARGIN))
     jitter = float(cfg.get('roi_jitter', 0.0))
     for training, pipeline in _pipelines(cfg):
         crop = dict(classes=classes, margin=margin, jitter=jitter if training else 0.0)

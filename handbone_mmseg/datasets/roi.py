@@ -21,13 +21,19 @@ from mmcv.transforms import BaseTransform
 from mmseg.registry import TRANSFORMS
 
 from ..classes import CLASSES
+from ..functional.box_masks import union_box
 from ..functional.labels import rasterize_polygons
+from ..functional.postprocess import keep_largest_component
+from ..functional.quantized import LEVELS, above_table
 from ..functional.roi import (
     CARPALS,
+    DEFAULT_MARGIN,
     Box,
+    box_from_mask,
     box_from_polygons,
     box_from_probs,
     check_box,
+    check_jitter,
     check_margin,
     class_indices,
     expand_box,
@@ -92,8 +98,25 @@ def stage1_boxes(dump: ProbDump, names: Sequence[str], classes: Sequence[str],
             f'{dump.folder}: no stage-1 probabilities for {len(missing)} of the {len(names)} '
             f'images to predict (e.g. {missing[:3]}): write them with tools/test.py '
             'STAGE1_CONFIG CKPT --out DIR --save-probs on the same split')
-    return {name: box_from_probs(dump.load(name)[indices].numpy(), range(len(indices)),
-                                 threshold) for name in names}
+    if not dump.full_size:  # stored below full size: the upsampled float maps
+        return {name: box_from_probs(dump.load(name)[indices].numpy(), range(len(indices)),
+                                     threshold) for name in names}
+    # the stored levels of the box classes only, inside their boxes: ``above[L]`` is
+    # ``dequantize(L) > threshold`` exactly, and a component of a mask that is empty outside
+    # its box lies inside it
+    above = above_table([threshold], LEVELS[dump.dtype])[0]
+    boxes = {}
+    for name in names:
+        levels = dump.crops(name)
+        found = []
+        for c in indices:
+            y0, _, x0, _ = levels.boxes[c]
+            crop = levels.crops[c]
+            box = box_from_mask(keep_largest_component(above[crop])) if crop.size else None
+            if box is not None:
+                found.append((box[0] + y0, box[1] + y0, box[2] + x0, box[3] + x0))
+        boxes[name] = union_box(found) if found else None
+    return boxes
 
 
 @TRANSFORMS.register_module()
@@ -127,15 +150,13 @@ class CropToClasses(BaseTransform):
             None: the box of the labels.
     """
 
-    def __init__(self, classes: list[str] | tuple[str, ...] = CARPALS, margin: float = 0.25,
-                 jitter: float = 0.0, boxes: str | None = None) -> None:
+    def __init__(self, classes: list[str] | tuple[str, ...] = CARPALS,
+                 margin: float = DEFAULT_MARGIN, jitter: float = 0.0,
+                 boxes: str | None = None) -> None:
         self.classes = list(classes)
         self.indices = class_indices(classes, 'CropToClasses.classes')
         self.margin = check_margin(margin, 'CropToClasses.margin')
-        if isinstance(jitter, bool) or not isinstance(jitter, (int, float)) \
-                or not 0 <= jitter < 1:
-            raise ValueError(f'CropToClasses.jitter must lie in [0, 1), got {jitter!r}')
-        self.jitter = float(jitter)
+        self.jitter = check_jitter(jitter, 'CropToClasses.jitter')
         self.boxes_file = boxes
         self.boxes = None if boxes is None else load_roi_boxes(boxes)
 

@@ -20,6 +20,8 @@ from .postprocess import keep_largest_component
 ROI_META_KEYS = ('img_path', 'seg_map_path', 'ori_shape', 'img_shape', 'pad_shape',
                  'scale_factor', 'flip', 'flip_direction', 'reduce_zero_label', 'roi',
                  'frame_shape')
+# default margin: a quarter of the box's longer side on each side
+DEFAULT_MARGIN = 0.25
 # The 8 carpal bones: small, crowded and overlapping, the weakest classes of one-stage models.
 CARPALS: tuple[str, ...] = ('Trapezium', 'Trapezoid', 'Capitate', 'Hamate', 'Scaphoid',
                             'Lunate', 'Triquetrum', 'Pisiform')
@@ -46,6 +48,14 @@ def check_margin(margin: float, key: str = 'margin') -> float:
         raise ValueError(f'{key} must be a finite number >= 0 (a fraction of the box side), '
                          f'got {margin!r}')
     return float(margin)
+
+
+def check_jitter(jitter: float, key: str = 'jitter') -> float:
+    """A box jitter must be a number in [0, 1) (a fraction of the box side)."""
+    if isinstance(jitter, bool) or not isinstance(jitter, (int, float)) \
+            or not 0 <= jitter < 1:
+        raise ValueError(f'{key} must lie in [0, 1), got {jitter!r}')
+    return float(jitter)
 
 
 def box_from_mask(mask: np.ndarray) -> Box | None:
