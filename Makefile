@@ -11,6 +11,13 @@ export OMP_NUM_THREADS ?= 2
 
 setup: $(STAMP)
 
+# mmcv's ops are compiled for the CPU with any GPU hidden: no shipped config calls an mmcv op,
+# and its setup.py would otherwise compile 58 CUDA files whenever a GPU is visible, failing
+# where nvcc's major version differs from torch's CUDA. `make setup MMCV_CUDA=1` compiles
+# them (needs a matching nvcc; TORCH_CUDA_ARCH_LIST where no GPU is visible).
+MMCV_CUDA ?=
+MMCV_BUILD_ENV := $(if $(MMCV_CUDA),FORCE_CUDA=1,env -u FORCE_CUDA CUDA_VISIBLE_DEVICES=)
+
 # torch first (the CPU wheel on this disk; GPU users install their CUDA build first, see README),
 # then mmcv from source with its compiled ops: isolated builds cannot see torch and silently
 # skip the ops, and setuptools 82 removed the pkg_resources its setup.py imports. Chromium
@@ -22,7 +29,7 @@ $(STAMP): requirements.txt setup.cfg
 	$(PY) -c 'import torch' 2>/dev/null || $(PIP) install -q torch==2.13.0
 	$(PIP) install -q mmengine==0.10.7 opencv-python==5.0.0.93 'numpy>=2,<3'
 	$(PY) -c 'import mmcv._ext' 2>/dev/null || \
-		MMCV_WITH_OPS=1 $(PIP) install --no-build-isolation mmcv==2.1.0
+		$(MMCV_BUILD_ENV) MMCV_WITH_OPS=1 $(PIP) install --no-build-isolation mmcv==2.1.0
 	# PyPI's torchvision (which timm needs) is a CUDA build whose import fails under a CPU
 	# torch; the hook lets its Python part import (tools/torchvision_cpu_shim.py says how).
 	$(PY) tools/torchvision_cpu_shim.py

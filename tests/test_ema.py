@@ -12,7 +12,7 @@ from helpers import ROOT
 from helpers import load_tool as tool
 
 # momentum 0.5: after a few steps the average is far from the raw weights, so a test that
-# used the wrong set would see another Dice (the configs' ExpMomentumEMA starts near 1)
+# used the wrong set would see another Dice (the configs' MomentumAnnealingEMA starts at 1)
 CHILD = """_base_ = [{base!r}]
 custom_hooks = [dict(type='EMAHook', ema_type='ExponentialMovingAverage', momentum=0.5,
                      update_buffers=True, priority=49)]

@@ -9,6 +9,7 @@ from mmengine.config import Config
 from mmengine.registry import RUNNERS
 
 # load_config (through load_config_from_args) registers the plugin
+from handbone_mmseg.apis.cpu import cpu_stand_in
 from handbone_mmseg.cli import add_common_args, load_config_from_args, run_tool
 from handbone_mmseg.runtime import exit_if_distributed, prepare_launcher, resolve_resume
 
@@ -21,6 +22,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help='resume from CHECKPOINT, or without a value from the latest checkpoint in '
         'the work dir (a fresh start if there is none)')
     parser.add_argument('--amp', action='store_true', help='mixed-precision training')
+    parser.add_argument('--cpu', action='store_true',
+                        help='train a GPU config on CPUs: SyncBN becomes BN and AMP float32 '
+                        '(handbone_mmseg.apis.cpu_stand_in; prints what it replaced), '
+                        'everything else as configured')
     add_common_args(parser)
     return parser.parse_args(argv)
 
@@ -28,9 +33,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def setup(args: argparse.Namespace) -> Config:
     """Build the config from the file and the command line."""
     cfg = load_config_from_args(args)
+    if args.amp and args.cpu:
+        raise SystemExit('--amp needs a GPU (mmengine\'s AmpOptimWrapper); --cpu trains in '
+                         'float32')
     if args.amp:
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+    if args.cpu:
+        for line in cpu_stand_in(cfg):
+            print(f'--cpu: {line}', file=sys.stderr)
     if args.resume is not None:
         # from the work dir's own checkpoint, and never deleting outside it
         cfg.resume = True

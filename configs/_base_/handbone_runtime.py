@@ -21,9 +21,18 @@ wandb_init_kwargs = dict(project='handbone')
 max_iters = 40000
 val_interval = 2000
 # Mixed precision (mmengine's AmpOptimWrapper, CUDA only); the CPU configs override it.
+# amp_dtype: 'auto' picks bfloat16 where the GPU computes it natively (A100, H100, RTX 30xx
+# and later: fp32's range, no underflow) and float16 elsewhere (V100, T4); 'bfloat16' or
+# 'float16' to choose (handbone_mmseg.apis.apply_switches writes it into
+# optim_wrapper.dtype, unless the config or --cfg-options sets that itself).
+amp_dtype = 'auto'
 optim_wrapper = dict(
     type='AmpOptimWrapper',
-    loss_scale='dynamic',
+    # Dynamic loss scaling from 2^24 instead of GradScaler's 2^16: one sigmoid per class and
+    # pixel makes the loss a mean over 29 x H x W terms, and at 2^16 most float16 gradients at
+    # the logits of a confident model are subnormal (72% at 1024, benchmarks/bench_amp.py);
+    # an overflow only skips a step and halves the scale. Unused by bfloat16's range.
+    loss_scale=dict(init_scale=2.0**24),
     optimizer=dict(type='AdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=0.01),
     clip_grad=dict(max_norm=1.0))
 param_scheduler = [

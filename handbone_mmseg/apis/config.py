@@ -19,6 +19,13 @@ from collections.abc import Iterator, Mapping
 from mmengine.config import Config
 from mmengine.runner import Runner
 
+from .registry_check import (
+    check_registered,
+    check_sync_bn,
+    class_arguments,
+    lookup,
+    registry_at,
+)
 from .switches import DATALOADERS, SWITCH_NAMES, apply_switches
 
 # Config variables that the dataset base copies into the dataloaders at parse time; set as
@@ -53,8 +60,9 @@ def load_config(path: str | os.PathLike, cfg_options: dict | None = None,
         accumulation, checkpointing, ``use_wandb``, ``grayscale``).
 
     Raises:
-        ValueError: an override names a key the config does not have, or a switch has a
-            value it cannot take.
+        ValueError: an override names a key the config does not have, a switch has a
+            value it cannot take, or the config names a type that no registry has
+            (``check_registered``: one line naming the key).
     """
     from ..register import register_all_modules
     register_all_modules()  # for a config whose custom_imports does not name the plugin
@@ -72,6 +80,8 @@ def load_config(path: str | os.PathLike, cfg_options: dict | None = None,
                 if key in dataset:
                     dataset[key] = cfg_options[key]
     apply_switches(cfg)
+    check_registered(cfg, path)
+    check_sync_bn(cfg, path)
     if work_dir is not None:
         cfg.work_dir = work_dir
     elif cfg.get('work_dir') is None:
@@ -108,13 +118,17 @@ def check_cfg_options(cfg: Config, cfg_options: Mapping, source: str) -> None:
     - a key that exists is accepted, list items by index (``model.decode_head.0.num_classes``);
     - a new top-level key only if it is one of the plugin's switches or a key mmengine's
       ``Runner`` reads (``randomness``, ``work_dir`` ...);
-    - a new key inside an existing dict (with new dicts below it, as in
+    - a new key inside a dict built through a registry (it has a ``type``) that is an
+      argument of that class, read from its signature (``optim_wrapper.dtype``,
+      ``model.decode_head.loss_decode.0.class_weight``); a name the class does not take is
+      refused with its nearest argument, unless the class passes ``**kwargs`` on to
+      something unknown or the dict is a layer's ``*_cfg`` (mmcv's builders take keys of
+      their own, such as ``norm_cfg.requires_grad``);
+    - another new key inside an existing dict (with new dicts below it, as in
       ``model.backbone.init_cfg.checkpoint``) only if that dict holds keyword arguments: it
-      has a ``type`` (it is built through a registry: ``model.pretrained``), it is a
-      dataloader, or its name ends in ``_cfg`` or ``_kwargs`` (``wandb_init_kwargs.name``);
-      and only if the new name is not a near-miss (difflib ratio >= 0.85) of a key already
-      there (``train_dataloader.batch_sise``). A keyword that the class does not take then
-      fails loudly when it is built, not silently;
+      has a ``type``, it is a dataloader, or its name ends in ``_cfg`` or ``_kwargs``
+      (``wandb_init_kwargs.name``); and only if the new name is not a near-miss (difflib
+      ratio >= 0.85) of a key already there (``train_dataloader.batch_sise``);
     - a path through a value that is not a dict, or past the end of a list, is refused.
 
     Raises:
@@ -161,14 +175,31 @@ def _key_problem(tree: dict, key: str, source: str) -> str | None:
         # the first part that does not exist: may it be added here?
         if depth == 0:
             return None if part in SWITCHES or part in RUNNER_KEYS else MISSING
+        arguments = _arguments(parts[:depth], node)
+        if arguments is not None and part in arguments[0]:
+            return None
         siblings = [k for k in node if isinstance(k, str)]
         if difflib.get_close_matches(part, siblings, n=1, cutoff=TYPO_RATIO):
             return MISSING
+        # mmcv's layer builders take keys of their own (norm_cfg's requires_grad)
+        if arguments is not None and arguments[1] and not parts[depth - 1].endswith('_cfg'):
+            near = difflib.get_close_matches(part, sorted(arguments[0]), n=1)
+            return (f'{node["type"]} takes no argument {part!r}'
+                    + (f' (did you mean {prefix}.{near[0]}?)' if near else ''))
         name = parts[depth - 1]
         takes_kwargs = ('type' in node or name.endswith(('_cfg', '_kwargs'))
                         or (depth == 1 and name.endswith('_dataloader')))
         return None if takes_kwargs else MISSING
     return None
+
+
+def _arguments(path: list[str], node: dict) -> tuple[set[str], bool] | None:
+    """``class_arguments`` of the registered class that builds ``node``, or None."""
+    registry = registry_at(path)
+    if registry is None or not isinstance(node.get('type'), str):
+        return None
+    obj = lookup(registry, node['type'])
+    return None if obj is None else class_arguments(obj)
 
 
 def _nearest_key(tree: dict, key: str, source: str) -> str | None:

@@ -13,6 +13,7 @@ from mmengine.config import Config, ConfigDict
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
+from .registry_check import check_registered, check_sync_bn
 from .switches import apply_switches
 
 
@@ -23,7 +24,8 @@ class HandBoneRunner(Runner):
     """A ``Runner`` whose ``from_cfg`` applies the config switches first.
 
     ``from_cfg(cfg)``: copy the config -> ``apply_switches`` (idempotent, so a config from
-    ``load_config`` is unchanged) -> ``Runner.from_cfg``.
+    ``load_config`` is unchanged) -> ``check_registered`` (every type exists) and
+    ``check_sync_bn`` -> ``Runner.from_cfg``.
     """
 
     @classmethod
@@ -32,4 +34,7 @@ class HandBoneRunner(Runner):
         register_all_modules()  # a config without the plugin in its custom_imports
         cfg = copy.deepcopy(cfg)
         apply_switches(cfg)
+        source = getattr(cfg, 'filename', None) or 'the config'
+        check_registered(cfg, source)
+        check_sync_bn(cfg, source)
         return super().from_cfg(cfg)

@@ -23,7 +23,8 @@ DATALOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
 # in a config that does not declare them).
 SWITCH_NAMES = ('use_wandb', 'grayscale', 'crop_size', 'train_scale', 'test_scale',
                 'tta_ratios', 'full_resolution', 'accumulative_counts', 'grad_checkpointing',
-                'roi_classes', 'roi_margin', 'roi_jitter')
+                'roi_classes', 'roi_margin', 'roi_jitter', 'amp_dtype')
+AMP_DTYPES = ('auto', 'float16', 'bfloat16')
 # Decoders that concatenate encoder features of strides 2..32 with upsampled ones: a
 # training crop that does not divide by 32 gives mismatched shapes.
 UNET_HEADS = ('UNetPlusPlusHead', 'UNetHead')
@@ -46,6 +47,7 @@ def apply_switches(cfg: MutableMapping) -> None:
       heads' ``with_cp`` (``True`` is refused for a model that has neither);
     - ``roi_classes`` (with ``roi_margin``, ``roi_jitter``): a second-stage model on the box
       around these bones, see ``set_roi``;
+    - ``amp_dtype``: ``optim_wrapper.dtype`` of an ``AmpOptimWrapper``, see ``set_amp_dtype``;
     - ``use_wandb``, ``grayscale``: ``add_wandb_backend``, ``make_grayscale``.
 
     Only transforms of the named types are touched; a switch the config lacks changes
@@ -65,6 +67,8 @@ def apply_switches(cfg: MutableMapping) -> None:
         cfg['optim_wrapper']['accumulative_counts'] = cfg['accumulative_counts']
     if 'grad_checkpointing' in cfg:
         set_grad_checkpointing(cfg, cfg['grad_checkpointing'])
+    if 'amp_dtype' in cfg:
+        set_amp_dtype(cfg)
     if cfg.get('use_wandb'):
         add_wandb_backend(cfg)
     if cfg.get('grayscale'):
@@ -118,6 +122,9 @@ def check_switches(cfg: MutableMapping) -> None:
     counts = cfg.get('accumulative_counts', 1)
     if isinstance(counts, bool) or not isinstance(counts, int) or counts < 1:
         raise ValueError(f'accumulative_counts must be a positive integer, got {counts!r}')
+    if cfg.get('amp_dtype', 'auto') not in AMP_DTYPES:
+        raise ValueError(f'amp_dtype must be one of {", ".join(AMP_DTYPES)}, '
+                         f'got {cfg["amp_dtype"]!r}')
     for key in ('full_resolution', 'grad_checkpointing'):
         if not isinstance(cfg.get(key, False), bool):
             raise ValueError(f'{key} must be True or False, got {cfg[key]!r}')
@@ -280,6 +287,30 @@ def set_grad_checkpointing(cfg: MutableMapping, enabled: bool) -> None:
             f'grad_checkpointing=True: {_source(cfg)} has no {"/".join(UNET_HEADS)} head or '
             f'{"/".join(CHECKPOINTING_BACKBONES)} backbone (backbone '
             f'{backbone.get("type")!r}); set activation_checkpointing=[module names] instead')
+
+
+def native_bf16() -> bool:
+    """Whether this machine's GPU computes bfloat16 natively (compute capability >= 8.0)."""
+    import torch
+    # not torch.cuda.is_bf16_supported(): it also answers True where bf16 is emulated (V100)
+    return torch.cuda.is_available() and torch.cuda.get_device_capability()[0] >= 8
+
+
+def set_amp_dtype(cfg: MutableMapping) -> None:
+    """``amp_dtype`` into ``optim_wrapper.dtype`` of an ``AmpOptimWrapper`` that has none.
+
+    ``'auto'``: ``'bfloat16'`` where the GPU computes it natively (``native_bf16``),
+    ``'float16'`` elsewhere; resolved in the process that trains, on its own GPU. A dtype that
+    the config or ``--cfg-options optim_wrapper.dtype=...`` sets is kept. Other wrappers (the
+    CPU configs' ``OptimWrapper``) are left as they are.
+    """
+    wrapper = cfg.get('optim_wrapper') or {}
+    if wrapper.get('type') != 'AmpOptimWrapper' or wrapper.get('dtype') is not None:
+        return
+    choice = cfg['amp_dtype']
+    if choice == 'auto':
+        choice = 'bfloat16' if native_bf16() else 'float16'
+    wrapper['dtype'] = choice
 
 
 def add_wandb_backend(cfg: MutableMapping) -> None:

@@ -30,7 +30,9 @@ def binary_cross_entropy(logits: Tensor, target: Tensor, valid: Tensor | None = 
         pos_weight=None if pos_weight is None else pos_weight.view(-1, 1, 1),
         reduction='none' if class_weight is not None else 'sum')
     if class_weight is not None:
-        bce = bce.sum((0, 2, 3)) @ (class_weight / class_weight.mean()).to(bce.dtype)
+        # a product and a sum, not a matmul: autocast runs matmuls in half precision, where
+        # per-class sums of a 2048 map (about 1e4 to 6e5) overflow float16's 65504
+        bce = (bce.sum((0, 2, 3)) * (class_weight / class_weight.mean()).to(bce.dtype)).sum()
     count = logits.new_tensor(logits.numel() / num_classes) if valid is None else valid.sum()
     return bce / (count * num_classes).clamp_min(1)
 

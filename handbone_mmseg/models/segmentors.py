@@ -22,6 +22,7 @@ from torch import Tensor
 from ..functional.sliding import gaussian_importance_map, sliding_window_probs
 
 BLENDS = ('gaussian', 'uniform')
+AUTOCAST_DTYPES = ('float16', 'bfloat16')
 
 
 class SlideSettings(NamedTuple):
@@ -51,6 +52,10 @@ def check_test_cfg(test_cfg) -> SlideSettings | None:
     itself would fail later with an assert, or, for a stride above the window, leave pixels
     that no window covers.
     """
+    autocast = test_cfg.get('autocast')
+    if autocast is not None and autocast not in AUTOCAST_DTYPES:
+        raise ValueError(f'model.test_cfg.autocast must be one of {AUTOCAST_DTYPES} or None '
+                         f'(float32), got {autocast!r}')
     mode = test_cfg.get('mode', 'whole')
     if mode not in ('whole', 'slide'):
         raise ValueError(f"model.test_cfg.mode must be 'whole' or 'slide', got {mode!r}")
@@ -123,10 +128,16 @@ class MultiLabelMixin:
     Full resolution is this mode on an unresized test image: the ``full_resolution = True``
     switch (``handbone_mmseg.apis.apply_switches``) sets both from the config's crop size.
 
+    ``test_cfg.autocast='bfloat16'`` or ``'float16'`` (any mode) runs the network of every
+    inference in that precision (``torch.autocast`` on the input's device) and everything
+    after it (blending, resizing, sigmoid, thresholds) in float32: test, TTA and the
+    inferencer alike (``benchmarks/bench_half_inference.py`` measures it against float32).
+
     .. code:: text
 
      predict(): inference() -> postprocess_result()
      inference(): whole_inference() or slide_inference()       [mmseg]
+     encode_decode(): mmseg's, under test_cfg.autocast if set   -> float32 logits
      whole_inference(): encode_decode()                          -> logits
      slide_inference(), no blend: mmseg's, encode_decode() per window -> logits
      slide_inference(), blend: check_test_cfg()
@@ -180,6 +191,16 @@ class MultiLabelMixin:
         nothing for packed multi-label targets."""
         losses = super().loss(inputs, data_samples)
         return {k: v for k, v in losses.items() if not k.endswith('acc_seg')}
+
+    def encode_decode(self, inputs: Tensor, batch_img_metas: list[dict]) -> Tensor:
+        """mmseg's inference of one batch, in ``test_cfg.autocast`` precision if set;
+        float32 logits (N, C, H, W) either way."""
+        dtype = (self.test_cfg or {}).get('autocast')
+        if dtype is None:
+            return super().encode_decode(inputs, batch_img_metas)
+        with torch.autocast(inputs.device.type, dtype=getattr(torch, dtype)):
+            logits = super().encode_decode(inputs, batch_img_metas)
+        return logits.float()
 
     def _blends_probabilities(self) -> bool:
         """Whether ``inference`` returns probabilities (blended slide mode), not logits."""

@@ -26,7 +26,11 @@ accumulative_counts = 1
 # (timm's set_grad_checkpointing, where the model has it: timm's HRNet has not, and warns)
 # and in every decoder block: about one more forward pass of time, far less memory.
 grad_checkpointing = False
-norm_cfg = dict(type='SyncBN', requires_grad=True)  # mmengine uses BN when not distributed
+# Every BatchNorm synchronised across GPUs in a distributed run, plain BN in one process
+# (mmengine reverts SyncBN then): the decoder through mmcv's SyncBN layers, the timm encoder
+# through timm's converter, which keeps its fused BatchNormAct2d activations (mmengine's
+# sync_bn='torch' would drop them, and is refused for this backbone).
+norm_cfg = dict(type='SyncBN', requires_grad=True)
 model = dict(
     type='MultiLabelEncoderDecoder',
     data_preprocessor=dict(
@@ -46,6 +50,7 @@ model = dict(
         type='HandBoneTIMMBackbone',  # mmseg's TIMMBackbone with local weights
         model_name='resnet50',  # each model config names its encoder
         out_indices=(0, 1, 2, 3, 4),  # strides 2, 4, 8, 16, 32
+        norm_cfg=norm_cfg,
         grad_checkpointing=grad_checkpointing),
     decode_head=dict(
         type='UNetPlusPlusHead',
@@ -88,6 +93,9 @@ train_pipeline = [
 train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
 # An exponential moving average of the weights (mmengine's EMAHook): validation and test run
 # on the averaged weights, and every checkpoint's state_dict holds them (the raw weights go
-# to ema_state_dict, from which --resume continues training).
-custom_hooks = [dict(type='EMAHook', ema_type='ExpMomentumEMA', momentum=0.0002,
-                     update_buffers=True, priority=49)]
+# to ema_state_dict, from which --resume continues training). mmengine's
+# MomentumAnnealingEMA warms up: each step moves the average by max(momentum, gamma /
+# (gamma + step)), so it spans about the last step / gamma iterations (200 at the first
+# validation, 4000 at the end of the 40k schedule), at most 1 / momentum = 5000.
+custom_hooks = [dict(type='EMAHook', ema_type='MomentumAnnealingEMA', momentum=0.0002,
+                     gamma=10, update_buffers=True, priority=49)]

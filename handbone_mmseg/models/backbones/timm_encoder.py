@@ -11,9 +11,12 @@ feature models non-strictly and would only log that nothing matched.
 import os
 import warnings
 
+import torch.distributed as dist
 from mmseg.models.backbones import TIMMBackbone
 from mmseg.registry import MODELS
 from torch import Tensor
+
+NORM_TYPES = ('BN', 'SyncBN')
 
 
 def _flat_key(key: str) -> str:
@@ -40,6 +43,13 @@ class HandBoneTIMMBackbone(TIMMBackbone):
             (timm's ``set_grad_checkpointing``): less activation memory, about one more
             encoder forward of time. Models without it (timm's HRNet) warn and go on
             without (``self.grad_checkpointing`` says which).
+        norm_cfg: ``dict(type='BN')`` (default): timm's own BatchNorm layers.
+            ``dict(type='SyncBN')``: the same, synchronised across processes in a
+            distributed run, through timm's ``convert_sync_batchnorm``, which keeps the
+            activation that timm fuses into ``BatchNormAct2d`` (torch's converter, and so
+            mmengine's ``sync_bn='torch'``, drops it). In one process it stays BN, as
+            mmengine reverts the decoder's SyncBN there. Other keys (``requires_grad``)
+            are ignored: timm's layers train their affine parameters.
         init_cfg: mmengine init config; none is needed for timm models.
         **kwargs: other timm ``create_model`` arguments (``drop_path_rate``, ``img_size`` ...).
 
@@ -51,12 +61,17 @@ class HandBoneTIMMBackbone(TIMMBackbone):
 
     def __init__(self, model_name: str, pretrained: bool | str | None = None,
                  in_channels: int = 3, out_indices: tuple[int, ...] | None = None,
-                 grad_checkpointing: bool = False, init_cfg: dict | None = None,
-                 **kwargs) -> None:
+                 grad_checkpointing: bool = False, norm_cfg: dict | None = None,
+                 init_cfg: dict | None = None, **kwargs) -> None:
         # imported here: the plugin imports without timm; only these encoders need it
         # (and timm needs an importable torchvision: tools/torchvision_cpu_shim.py)
         import timm
 
+        norm = (norm_cfg or {}).get('type', 'BN')
+        if norm not in NORM_TYPES:
+            raise ValueError(f'{model_name}: norm_cfg type must be one of '
+                             f'{", ".join(NORM_TYPES)} (timm builds its own norm layers), '
+                             f'got {norm!r}')
         if out_indices is not None:
             kwargs['out_indices'] = tuple(out_indices)
         file_keys = None
@@ -85,6 +100,9 @@ class HandBoneTIMMBackbone(TIMMBackbone):
                               'the encoder keeps its activations')
         self.grad_checkpointing: bool = bool(getattr(self.timm_model, 'grad_checkpointing',
                                                      False))
+        # mmengine's Runner sets up the process group before it builds the model
+        if norm == 'SyncBN' and dist.is_available() and dist.is_initialized():
+            self.timm_model = timm.layers.convert_sync_batchnorm(self.timm_model)
         info = self.timm_model.feature_info
         self.channels: list[int] = list(info.channels())
         self.reductions: list[int] = list(info.reduction())
