@@ -1,4 +1,5 @@
-"""COCO both ways: round trips, pycocotools agreement, categories by name, bad files."""
+"""COCO both ways: round trips, pycocotools agreement, categories by name, bad files, and a
+COCO file as untrusted input: paths, points and masks checked before anything is written."""
 import json
 from pathlib import Path
 
@@ -9,9 +10,11 @@ import torch
 from pycocotools import mask as mask_utils
 
 from handbone_mmseg.classes import CLASSES, NUM_CLASSES
+from handbone_mmseg.convert.coco import submission_to_coco
 from handbone_mmseg.datasets import HandBoneDataset
 from handbone_mmseg.functional.labels import rasterize_polygons, unpack_labels
 from handbone_mmseg.functional.rle import rle_encode
+from handbone_mmseg.io.annotations import parse_annotation
 from handbone_mmseg.io.coco import (
     CocoError,
     CocoWriter,
@@ -20,7 +23,6 @@ from handbone_mmseg.io.coco import (
     mask_to_rle,
     read_coco,
     segmentation_to_mask,
-    submission_to_coco,
 )
 from handbone_mmseg.io.submission import read_submission, write_submission
 from handbone_mmseg.phantom import generate_phantom
@@ -213,3 +215,100 @@ def test_submission_to_coco_decodes_to_the_submission(phantom, tmp_path):
         np.testing.assert_array_equal(decoded, masks[files[ann['image_id']]][
             ann['category_id'] - 1])
     assert dict(read_submission(csv, (SIZE, SIZE))).keys() == set(names)
+
+
+# --- a COCO file is untrusted input ------------------------------------------------------
+
+def coco_file(path: Path, images: list[tuple[int, str]], annotations: list[dict],
+              size: int = 256) -> Path:
+    """A COCO file of ``(id, file_name)`` images of ``size`` pixels, categories = CLASSES."""
+    path.write_text(json.dumps(dict(
+        images=[dict(id=i, file_name=name, height=size, width=size) for i, name in images],
+        categories=coco_categories(), annotations=annotations)))
+    return path
+
+
+def files_under(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob('*') if p.is_file())
+
+
+def from_coco(coco: Path, out: Path, *args: str) -> None:
+    load_tool('convert_coco').main(['from-coco', str(coco), '--out', str(out), *args])
+
+
+@pytest.mark.parametrize('images', [False, True])
+@pytest.mark.parametrize('bad', ['../../escaped/x.png', 'ID001/../../../x.png', 'ABSOLUTE'])
+def test_from_coco_refuses_a_file_name_outside_out(tmp_path, bad, images):
+    """Before: ``../../escaped/x.png`` wrote ``escaped/x.json`` two levels above --out, and
+    an absolute file_name wrote next to that path."""
+    base = tmp_path / 'a' / 'b'
+    bad = str(tmp_path / 'abs' / 'x.png') if bad == 'ABSOLUTE' else bad
+    source = tmp_path / 'images'
+    (source / 'ID001').mkdir(parents=True)
+    (source / 'ID001' / 'ok.png').write_bytes(b'png')
+    coco = coco_file(tmp_path / 'export.json', [(1, 'ID001/ok.png'), (2, bad)], [])
+    before = files_under(tmp_path)
+    out = base / 'out'
+    with pytest.raises(SystemExit) as error:
+        from_coco(coco, out, *(['--images', str(source)] if images else []))
+    folder = out / ('DCM' if images else 'outputs_json')  # the first folder checked
+    assert error.value.code == (
+        f'error: {coco}: image 2 has file_name {bad!r}, which would be written outside '
+        f'{folder}; file names must be relative paths without ".."')
+    assert files_under(tmp_path) == before  # not even the first, good image
+
+
+def test_from_coco_refuses_two_images_of_one_output_file(tmp_path):
+    coco = coco_file(tmp_path / 'export.json', [(4, 'ID001/a.png'), (9, 'ID001/a.jpg')], [])
+    with pytest.raises(SystemExit) as error:
+        from_coco(coco, tmp_path / 'out')
+    assert error.value.code == (
+        f"error: {coco}: images 4 ('ID001/a.png') and 9 ('ID001/a.jpg') would both write "
+        f"{tmp_path / 'out' / 'outputs_json' / 'ID001' / 'a.json'}")
+    assert not (tmp_path / 'out').exists()
+
+
+def polygon(points: list[float], ann_id: int = 7, image_id: int = 3) -> dict:
+    return dict(id=ann_id, image_id=image_id, category_id=CLASSES.index('Lunate') + 1,
+                segmentation=[points])
+
+
+@pytest.mark.parametrize('x', [5000, 256.6, -0.1])
+def test_from_coco_refuses_a_point_outside_the_image(tmp_path, x):
+    """Before: x 5000 on a 256-px image was clipped to 256 and the tool exited 0. The rule
+    is the dataset's (``parse_annotation``): 0 <= x <= W, after the half-pixel shift."""
+    good = polygon([10, 10, 20, 10, 20, 20], ann_id=6)
+    coco = coco_file(tmp_path / 'export.json', [(3, 'ID001/a.png')],
+                     [good, polygon([10, 10, x, 10, 20, 20])])
+    with pytest.raises(SystemExit) as error:
+        from_coco(coco, tmp_path / 'out')
+    assert error.value.code == (
+        f"error: {coco}: annotation 7 (annotations[1]) of image 3 ('ID001/a.png'): Lunate "
+        f'point ({x:g}, 10) lies outside the 256x256 image')
+    assert not (tmp_path / 'out').exists()
+
+
+def test_from_coco_points_on_the_frame_edge_meet_the_dataset_rule(tmp_path):
+    # COCO's frame is [0, 256]; ours is half a pixel earlier: 0 comes out at -0.5 and goes
+    # onto our edge, 256.5 (our 256, the dataset's last allowed value) stays
+    coco = coco_file(tmp_path / 'export.json', [(3, 'ID001/a.png')],
+                     [polygon([0, 0, 256.5, 0, 256, 256, 0, 256.5])])
+    from_coco(coco, tmp_path / 'out')
+    written = tmp_path / 'out' / 'outputs_json' / 'ID001' / 'a.json'
+    assert json.loads(written.read_text())['annotations'][0]['points'] == [
+        [0, 0], [256, 0], [255.5, 255.5], [0, 256]]
+    ((cls, points), ) = parse_annotation(written, (256, 256))
+    assert CLASSES[cls] == 'Lunate' and points.max() == 256
+
+
+def test_from_coco_refuses_an_empty_rle_mask(tmp_path):
+    """Before: an all-zero RLE annotation was dropped without a word."""
+    empty = dict(id=12, image_id=3, category_id=CLASSES.index('Ulna') + 1,
+                 segmentation=mask_to_rle(np.zeros((256, 256), bool)))
+    coco = coco_file(tmp_path / 'export.json', [(3, 'ID001/a.png')], [empty])
+    with pytest.raises(SystemExit) as error:
+        from_coco(coco, tmp_path / 'out')
+    assert error.value.code == (
+        f"error: {coco}: annotation 12 (annotations[0]) of image 3 ('ID001/a.png'): Ulna RLE "
+        'mask is empty (no pixel set); remove the annotation or draw the bone')
+    assert not (tmp_path / 'out').exists()

@@ -1,6 +1,11 @@
 """tools/predict.py: every output format, DICOM metadata, checks before inference, nothing
 written half, no progress bar off a terminal."""
 import json
+import os
+import signal
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -82,6 +87,41 @@ def test_every_format(setup, tmp_path, capsys):
     assert meta['scan.dcm']['pixel_spacing'] == [0.2, 0.2]
     assert meta[png[0].name]['ori_shape'] == [SIZE, SIZE]
     assert not list(out.glob('.predict-*'))  # the staging folder is gone
+
+
+KILLED = '''
+import os, signal, sys
+from handbone_mmseg.convert.predictions import PredictionWriter
+writer = PredictionWriter(sys.argv[1], ['csv', 'png'])
+for c in range(23):  # what a run killed after one image leaves: 23 to 46 files
+    (writer.stage / 'masks' / 'a').mkdir(parents=True, exist_ok=True)
+    (writer.stage / 'masks' / 'a' / f'{c:02d}.png').write_bytes(b'png')
+os.kill(os.getpid(), signal.SIGKILL)
+'''
+
+
+def test_a_rerun_removes_the_staging_folder_of_a_killed_run(setup, tmp_path, capsys):
+    """Before: a killed run's hidden staging folder stayed through every later run."""
+    out = tmp_path / 'out'
+    killed = subprocess.Popen([sys.executable, '-c', KILLED, str(out)], cwd=ROOT)
+    assert killed.wait(timeout=120) == -signal.SIGKILL
+    (stale, ) = out.glob('.predict-*')
+    assert json.loads((stale / '.owner.json').read_text())['pid'] == killed.pid
+    assert len(list(stale.rglob('*.png'))) == 23
+    # what cannot be proven stale stays: a live writer, another host's, one without a record
+    keep = {name: out / f'.predict-{name}' for name in ('live', 'other-host', 'unrecorded')}
+    for name, folder in keep.items():
+        folder.mkdir()
+        if name != 'unrecorded':
+            (folder / '.owner.json').write_text(json.dumps(dict(
+                pid=os.getpid() if name == 'live' else 1,
+                host=socket.gethostname() if name == 'live' else 'another-node')))
+    predict(setup, out, str(setup['images']))
+    assert f'removed {stale}: the staging folder of a run that was killed' in \
+        capsys.readouterr().out
+    assert sorted(out.glob('.predict-*')) == sorted(keep.values())
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith('.')) == [
+        'images.json', 'submission.csv']
 
 
 def test_an_unwritable_output_folder_stops_before_the_model(setup, tmp_path):

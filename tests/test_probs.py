@@ -1,6 +1,10 @@
 """Probability dumps: quantising, per-class box crops, the index, and their error messages."""
 import json
+import os
 import re
+import socket
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -10,7 +14,9 @@ import torch
 
 from handbone_mmseg.functional import dequantize, quantize
 from handbone_mmseg.io import ProbDump, ProbDumpError, check_compatible, save_probs, write_index
-from handbone_mmseg.io.prob_dump import DUMP_FORMAT, load_levels
+from handbone_mmseg.io.prob_dump import DUMP_FORMAT, load_levels, lock_dump
+
+from helpers import ROOT
 
 # float32 holds k / 255 and k / 65535 only to about 3e-8: the slack above half a level
 FLOAT32_SLACK = 1e-7
@@ -214,3 +220,97 @@ def test_check_compatible(tmp_path):
 
     with pytest.raises(ProbDumpError, match='no probability dumps'):
         check_compatible([], ('a', 'b'))
+
+
+# --- one writer per dump -------------------------------------------------------------------
+
+WRITER = '''
+import sys, torch
+from handbone_mmseg.classes import CLASSES
+from handbone_mmseg.evaluation.dice_metric import MultiLabelDiceMetric
+
+def sample(name):
+    probs = torch.full((len(CLASSES), 8, 8), 0.9)
+    return dict(img_path=f'/data/{name}', seg_logits=dict(data=probs),
+                pred_sem_seg=dict(data=probs > 0.5))
+
+metric = MultiLabelDiceMetric(prob_dir=sys.argv[1])
+metric.dataset_meta = dict(classes=CLASSES)
+metric.process({}, [sample('a.png')])
+print('writing', file=sys.stderr, flush=True)  # mmengine logs to stdout
+sys.stdin.readline()  # the test lets it finish
+metric.process({}, [sample('b.png')])
+metric.compute_metrics(metric.results)
+'''
+
+
+def _lock_line(folder: Path) -> str:
+    record = json.loads((folder / '.writer.lock').read_text())
+    return (f'{folder}: another run is writing this probability dump (pid {record["pid"]} on '
+            f'{record["host"]}, since {record["started"]}); wait for it or write elsewhere '
+            f'(remove {folder / ".writer.lock"} only if that run is gone)')
+
+
+def test_a_second_writer_is_refused_before_its_inference(tmp_path):
+    """Before: a second tools/test.py --save-probs into the same --out, started while the
+    first ran, mixed both models' images into a dump marked complete."""
+    from mmseg.registry import METRICS
+
+    import handbone_mmseg.evaluation.dice_metric  # noqa: F401  (registers the metric)
+    from handbone_mmseg.cli import error_line
+    folder = tmp_path / 'run' / 'probs'
+    first = subprocess.Popen([sys.executable, '-c', WRITER, str(folder)], cwd=ROOT,
+                             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        assert first.stderr.readline() == 'writing\n'
+        record = json.loads((folder / '.writer.lock').read_text())
+        assert (record['pid'], record['host']) == (first.pid, socket.gethostname())
+        # the second run's evaluator is built before its first forward pass
+        with pytest.raises(ProbDumpError) as error:
+            METRICS.build(dict(type='MultiLabelDiceMetric', prob_dir=str(folder)))
+        assert error_line(error.value) == f'error: {_lock_line(folder)}'
+        first.stdin.write('\n')
+        first.stdin.close()
+        assert first.wait(timeout=120) == 0
+    finally:
+        first.kill()
+        first.wait()
+    dump = ProbDump(folder)  # the first run's, whole
+    assert dump.names == ['a.png', 'b.png']
+    assert dump.load('b.png').unique().tolist() == pytest.approx([230 / 255])  # 0.9's level
+    assert sorted(p.name for p in folder.iterdir()) == ['a.npz', 'b.npz', 'index.json']
+
+
+def test_the_lock_of_a_dead_run_is_taken_over_and_released(tmp_path):
+    from handbone_mmseg.classes import CLASSES
+    from handbone_mmseg.evaluation.dice_metric import MultiLabelDiceMetric
+    dead = subprocess.Popen([sys.executable, '-c', 'pass'])
+    dead.wait()
+    lock = tmp_path / '.writer.lock'
+    lock.write_text(json.dumps(dict(pid=dead.pid, host=socket.gethostname(), started='x')))
+    metric = MultiLabelDiceMetric(prob_dir=str(tmp_path))
+    assert json.loads(lock.read_text())['pid'] == os.getpid()
+    metric.dataset_meta = dict(classes=CLASSES)
+    probs = torch.full((len(CLASSES), 4, 4), 0.2)
+    metric.process({}, [dict(img_path='/d/a.png', seg_logits=dict(data=probs),
+                             pred_sem_seg=dict(data=probs > 0.5))])
+    metric.compute_metrics(metric.results)
+    assert not lock.exists() and ProbDump(tmp_path).names == ['a.png']
+
+
+@pytest.mark.parametrize('record', [
+    dict(pid=1, host='another-node', started='2026-12-01 10:00:00'),  # cannot be checked
+    None,  # being written this instant, or damaged
+])
+def test_a_lock_that_cannot_be_proven_stale_is_kept(tmp_path, record):
+    lock = tmp_path / '.writer.lock'
+    lock.write_text('' if record is None else json.dumps(record))
+    with pytest.raises(ProbDumpError) as error:
+        lock_dump(tmp_path)
+    holder = 'a writer whose record cannot be read' if record is None else \
+        'pid 1 on another-node, since 2026-12-01 10:00:00'
+    assert str(error.value) == (
+        f'{tmp_path}: another run is writing this probability dump ({holder}); wait for it '
+        f'or write elsewhere (remove {lock} only if that run is gone)')
+    assert lock.read_text() == ('' if record is None else json.dumps(record))

@@ -11,8 +11,9 @@
     # a COCO export (polygons or RLE) -> our layout: OUT/outputs_json/..., OUT/DCM/...
     python tools/convert_coco.py from-coco export.json --images export/images --out data/cvat/train
 
-Categories are matched by name; a category that is not one of the 29 bones stops the run
-before anything is written.
+The COCO file is checked whole before anything is written: a category that is not one of
+the 29 bones, a point outside its image, an empty RLE mask, or a ``file_name`` that would
+put a file outside ``--out`` (absolute, or with ``..``) stops the run with one line.
 """
 import argparse
 import shutil
@@ -20,15 +21,10 @@ import sys
 from pathlib import Path
 
 from handbone_mmseg.cli import run_tool
+from handbone_mmseg.convert.coco import labels_to_coco, submission_to_coco
 from handbone_mmseg.io.annotations import AnnotationError
 from handbone_mmseg.io.atomic import atomic_open
-from handbone_mmseg.io.coco import (
-    CocoError,
-    labels_to_coco,
-    read_coco,
-    submission_to_coco,
-    write_coco_images,
-)
+from handbone_mmseg.io.coco import CocoError, output_paths, read_coco, write_coco_images
 from handbone_mmseg.io.submission import SubmissionError
 
 
@@ -65,20 +61,21 @@ def to_coco(args: argparse.Namespace) -> str:
 
 
 def from_coco(args: argparse.Namespace) -> str:
-    images = read_coco(args.coco)  # every check before the first file is written
-    sources = []
+    # every check before the first file is written; write_coco_images checks its paths
+    images = read_coco(args.coco)
+    out = Path(args.out)
+    sources, targets = [], []
     if args.images is not None:
-        for image in images:
+        targets = output_paths(images, out / args.img_dir, args.coco)
+        for image in images:  # its name is checked: relative, without '..'
             source = Path(args.images) / image.file_name
             if not source.is_file():
                 raise CocoError(f'{args.coco}: image {image.file_name} not found under '
                                 f'{args.images}')
             sources.append(source)
-    out = Path(args.out)
-    written = write_coco_images(images, out / args.ann_dir)
-    for image, source in zip(images, sources):
-        with open(source, 'rb') as src, atomic_open(out / args.img_dir / image.file_name,
-                                                    'wb') as dst:
+    written = write_coco_images(images, out / args.ann_dir, source=args.coco)
+    for source, target in zip(sources, targets):
+        with open(source, 'rb') as src, atomic_open(target, 'wb') as dst:
             shutil.copyfileobj(src, dst)
     holes = sum(image.holes for image in images)
     polygons = sum(len(image.polygons) for image in images)

@@ -14,9 +14,10 @@ from pathlib import Path
 
 from handbone_mmseg.apis import HandBoneInferencer, to_inputs
 from handbone_mmseg.cli import parse_cfg_options, positive_int, run_tool
+from handbone_mmseg.convert.predictions import PredictionWriter
 from handbone_mmseg.functional.probs import LEVELS
 from handbone_mmseg.io.dicom import is_dicom, read_dicom_header
-from handbone_mmseg.io.predictions import FORMATS, PredictionWriter, check_output_dir
+from handbone_mmseg.io.predictions import FORMATS, check_output_dir
 from handbone_mmseg.utils.progress import track
 
 
@@ -79,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
         with PredictionWriter(out, args.formats, draw=inferencer.draw,
                               prob_dtype=args.prob_dtype,
                               prob_scale=args.prob_scale) as writer:
+            for folder in writer.removed:
+                print(f'removed {folder}: the staging folder of a run that was killed')
             predictions = inferencer.iter_predict(items, args.batch_size)
             for prediction in track(predictions, total=len(items), description='predict'):
                 writer.add(prediction)

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from mmengine.dist import broadcast_object_list, is_main_process
 from mmengine.evaluator import BaseMetric
 from mmengine.logging import MMLogger
 from mmseg.registry import METRICS
@@ -17,13 +18,13 @@ from ..functional.rle import rle_encode
 from ..functional.roi import paste
 from ..io.atomic import atomic_open
 from ..io.dice_tables import class_table, write_class_dice
-from ..io.prob_dump import ProbDump, begin_dump, save_probs, write_index
+from ..io.prob_dump import ProbDump, ProbDumpError, begin_dump, lock_dump, save_probs, write_index
 from ..io.submission import write_submission
 
 
 @METRICS.register_module()
 class MultiLabelDiceMetric(BaseMetric):
-    """Per-image, per-class Dice averaged over images, then classes (HANDBONE_FORMAT.md).
+    """Per-image, per-class Dice averaged over images, then classes (docs/format.md).
 
     Each sample leaves only (C, 3) counts (and, with ``output_dir``, its RLE strings), so
     gathering across DDP ranks stays small. Samples without ground truth (the unlabeled test
@@ -41,7 +42,9 @@ class MultiLabelDiceMetric(BaseMetric):
         output_dir: if set, ``submission.csv`` for every evaluated image is written there
             atomically, and with labels also ``dice_per_class.csv``.
         prob_dir: if set, each image's probabilities are saved there as they come (see
-            ``handbone_mmseg.io.prob_dump``), with ``index.json`` at the end.
+            ``handbone_mmseg.io.prob_dump``), with ``index.json`` at the end. The folder is
+            locked from here (before any inference) until the index is written: a second
+            run into it stops at once.
         prob_dtype: ``'uint8'`` or ``'uint16'`` quantisation of the saved probabilities.
         prob_scale: saved size as a fraction of the original, in (0, 1].
         postprocess: per-class rules ``{class name: {'largest': bool, 'min_size': int}}``
@@ -84,6 +87,21 @@ class MultiLabelDiceMetric(BaseMetric):
         self.fallback_dir = fallback_dir
         self._fallback = None if fallback_dir is None else ProbDump(fallback_dir)
         self._covered: np.ndarray | None = None  # bool per class, set with dataset_meta
+        if prob_dir is not None:
+            self._lock_dump()
+
+    def _lock_dump(self) -> None:
+        """Rank 0 locks the dump for the run; every rank stops if another run holds it."""
+        # the other ranks must not write a file into a dump their rank 0 could not lock
+        error = [None]
+        if is_main_process():
+            try:
+                lock_dump(self.prob_dir)
+            except ProbDumpError as e:
+                error = [str(e)]
+        broadcast_object_list(error)
+        if error[0] is not None:
+            raise ProbDumpError(error[0])
 
     @property
     def dataset_meta(self) -> dict | None:
@@ -111,7 +129,8 @@ class MultiLabelDiceMetric(BaseMetric):
         if self.postprocess is not None and self.dataset_meta is None:
             raise ValueError('postprocess needs the class names: set dataset_meta first')
         if self.prob_dir is not None and not self.results:
-            begin_dump(self.prob_dir)  # first batch of this evaluation on this rank
+            # first batch of this evaluation on this rank; rank 0 holds the lock
+            begin_dump(self.prob_dir, lock=is_main_process())
         for sample in data_samples:
             pred = sample['pred_sem_seg']['data'].bool()
             probs = sample['seg_logits']['data'] if self.prob_dir is not None else None

@@ -91,6 +91,21 @@ def read_png_size(path: str | Path) -> tuple[int, int]:
     return header.height, header.width
 
 
+def first_outside(points: np.ndarray, image_shape: tuple[int, int]) -> int | None:
+    """Index of the first point outside the image, or None: the rule every polygon meets.
+
+    A vertex may lie on the frame's edge (x = W, as labeling tools put it), never beyond:
+    ``0 <= x <= W`` and ``0 <= y <= H``, no tolerance.
+
+    Shape:
+        points: (K, 2) x, y.
+    """
+    height, width = image_shape
+    outside = (points[:, 0] < 0) | (points[:, 0] > width) | \
+              (points[:, 1] < 0) | (points[:, 1] > height)
+    return int(np.argmax(outside)) if outside.any() else None
+
+
 def parse_annotation(path: str | Path, image_shape: tuple[int, int],
                      image_path: str | Path | None = None) -> list[Polygon]:
     """Read one annotation JSON into ``(class_index, points)`` polygons.
@@ -130,10 +145,9 @@ def parse_annotation(path: str | Path, image_shape: tuple[int, int],
             raise AnnotationError(f'{path}: {label} points are not a list of [x, y] numbers')
         if len(points) < 3:
             raise AnnotationError(f'{path}: {label} polygon has {len(points)} points, needs 3')
-        outside = (points[:, 0] < 0) | (points[:, 0] > width) | \
-                  (points[:, 1] < 0) | (points[:, 1] > height)
-        if outside.any():
-            x, y = points[np.argmax(outside)]
+        k = first_outside(points, (height, width))
+        if k is not None:
+            x, y = points[k]
             raise AnnotationError(f'{path}: {label} point ({x:g}, {y:g}) lies outside the '
                                   f'{width}x{height} image')
         polygons.append((CLASS_INDEX[label], points))

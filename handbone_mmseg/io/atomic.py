@@ -29,7 +29,8 @@ def terminate_on_sigterm() -> None:
         signal.signal(signal.SIGTERM, _raise_exit)
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` of this host is running."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -54,7 +55,7 @@ def remove_stale_tmp(path: str | Path) -> list[Path]:
         return removed
     for entry in entries:
         match = pattern.fullmatch(entry.name)
-        if match and int(match[1]) != os.getpid() and not _pid_alive(int(match[1])):
+        if match and int(match[1]) != os.getpid() and not pid_alive(int(match[1])):
             Path(entry.path).unlink(missing_ok=True)
             removed.append(Path(entry.path))
     return removed

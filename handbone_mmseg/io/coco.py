@@ -1,4 +1,4 @@
-"""COCO both ways: our labels and predictions as COCO, a COCO data set as our layout.
+"""COCO both ways, the format itself: our polygons and masks as COCO, a COCO file as our layout.
 
 Annotation tools (CVAT, Label Studio, FiftyOne) read and write COCO "instances" files:
 ``images``, ``categories`` and ``annotations`` whose ``segmentation`` is a polygon list or a
@@ -10,17 +10,22 @@ run-length encoding (RLE, column-major, through ``pycocotools.mask``). Here:
 - a COCO file comes back as our per-image JSON: polygons as they are, RLE masks traced
   into polygons (``mask_to_polygons``), whose filling gives back the same pixels.
 
-Categories are matched by name, never by id or position; a category that is not one of
-the 29 bones is an error naming the file and the category.
+A COCO file is untrusted input, checked whole before anything is written: categories are
+matched by name, never by id or position (a category that is not one of the 29 bones is an
+error); every point meets the dataset's rule (``annotations.first_outside``); an RLE mask
+must hold a pixel; every ``file_name`` must stay inside the output folder.
+
+Reading our labels and submissions into COCO needs the dataset and the scorer:
+``handbone_mmseg.convert.coco``.
 
 Coordinates: COCO puts pixel (row i, column j) at the square [j, j+1) x [i, i+1), so its
 centre is (j + 0.5, i + 0.5); our points (and OpenCV) put that centre at (j, i). Polygons
 move by half a pixel each way, so a round trip gives back the same points.
 """
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import cv2
 import numpy as np
@@ -28,7 +33,7 @@ from pycocotools import mask as mask_utils
 
 from ..classes import CLASSES
 from ..functional.labels import Polygon
-from .annotations import read_json
+from .annotations import first_outside, read_json
 from .atomic import atomic_open
 
 SUPERCATEGORY = 'bone'
@@ -170,12 +175,14 @@ class CocoImage:
     """One image of a COCO file, in our terms.
 
     Attributes:
+        image_id: its ``id`` in the COCO file.
         file_name: as the COCO file names it (may hold folders: ``ID001/image1.png``).
         height, width: its size.
         polygons: ``(class index, (K, 2) points)`` in our convention, in file order.
         holes: holes filled when RLE masks were traced into polygons.
     """
 
+    image_id: int
     file_name: str
     height: int
     width: int
@@ -221,8 +228,9 @@ def read_coco(path: str | Path, classes: Sequence[str] = CLASSES) -> list[CocoIm
 
     Raises:
         CocoError: unreadable JSON, missing keys, a category that is not a bone, an
-            annotation of an unknown image or category, a polygon of fewer than 3 points;
-            one line naming the file (and the annotation).
+            annotation of an unknown image or category, a polygon of fewer than 3 points or
+            with a point outside the image, an RLE mask without a pixel; one line naming
+            the file and the annotation (its id, its image's id and file_name).
     """
     path = Path(path)
     data = read_json(path, CocoError, 'COCO file')
@@ -237,14 +245,17 @@ def read_coco(path: str | Path, classes: Sequence[str] = CLASSES) -> list[CocoIm
         image_id = _field(image, 'id', int, where)
         if image_id in images:
             raise CocoError(f'{where}: image id {image_id} appears twice')
-        images[image_id] = CocoImage(_field(image, 'file_name', str, where),
-                                     _field(image, 'height', int, where),
-                                     _field(image, 'width', int, where))
+        size = _field(image, 'height', int, where), _field(image, 'width', int, where)
+        if min(size) < 1:
+            raise CocoError(f'{where}: image {image_id} is {size[1]}x{size[0]}')
+        images[image_id] = CocoImage(image_id, _field(image, 'file_name', str, where), *size)
     for i, ann in enumerate(data['annotations']):
         where = f'{path}: annotations[{i}]'
         image = images.get(_field(ann, 'image_id', int, where))
         if image is None:
             raise CocoError(f'{where}: image_id {ann["image_id"]} is not in "images"')
+        where = (f'{path}: annotation {ann.get("id")} (annotations[{i}]) of image '
+                 f'{image.image_id} ({image.file_name!r})')
         cat_id = _field(ann, 'category_id', int, where)
         if cat_id not in mapping:
             raise CocoError(f'{where}: category_id {cat_id} is not in "categories"')
@@ -252,30 +263,52 @@ def read_coco(path: str | Path, classes: Sequence[str] = CLASSES) -> list[CocoIm
         segmentation = _field(ann, 'segmentation', (list, dict), where)
         if isinstance(segmentation, list):
             for polygon in segmentation:
-                if not isinstance(polygon, list) or len(polygon) < 6 or len(polygon) % 2:
-                    raise CocoError(f'{where}: a polygon needs at least 3 x, y pairs')
-                image.polygons.append((cls, coco_to_points(polygon)))
+                image.polygons.append((cls, _polygon_points(polygon, image, classes[cls],
+                                                            where)))
             continue
         try:
             mask = segmentation_to_mask(segmentation, image.height, image.width)
         except (TypeError, ValueError, KeyError) as e:
             raise CocoError(f'{where}: malformed RLE segmentation ({e})') from None
+        if not mask.any():  # a bone without a pixel cannot become a polygon
+            raise CocoError(f'{where}: {classes[cls]} RLE mask is empty (no pixel set); '
+                            'remove the annotation or draw the bone')
         parts, holes = mask_to_polygons(mask)
         image.polygons += [(cls, points) for points in parts]
         image.holes += holes
     return list(images.values())
 
 
-def annotation_json(image: CocoImage, classes: Sequence[str] = CLASSES) -> dict:
-    """Our per-image annotation JSON (HANDBONE_FORMAT.md) for a COCO image.
+def _polygon_points(polygon: object, image: CocoImage, label: str, where: str) -> np.ndarray:
+    """A COCO polygon as our points, held to the dataset's rule for points.
 
-    Points are clipped to the image (a COCO point on the frame's edge lies half a pixel
-    outside our frame) and written as plain numbers.
+    COCO's frame begins half a pixel before ours, so a vertex on its left or top edge (0)
+    comes out at -0.5: that half pixel, and only it, goes onto our edge. Anything else
+    outside ``[0, W] x [0, H]`` is refused, as ``parse_annotation`` refuses it.
     """
-    limit = np.array([image.width, image.height], np.float64)
+    if not isinstance(polygon, list) or len(polygon) < 6 or len(polygon) % 2:
+        raise CocoError(f'{where}: a polygon needs at least 3 x, y pairs')
+    try:
+        points = coco_to_points(polygon)
+    except (TypeError, ValueError, OverflowError):
+        points = None
+    if points is None or not np.isfinite(points).all() or \
+            any(isinstance(v, bool) for v in polygon):
+        raise CocoError(f'{where}: {label} polygon holds values that are not finite numbers')
+    points[(points < 0) & (points >= -COCO_OFFSET)] = 0
+    k = first_outside(points, (image.height, image.width))
+    if k is not None:
+        x, y = polygon[2 * k:2 * k + 2]
+        raise CocoError(f'{where}: {label} point ({x:g}, {y:g}) lies outside the '
+                        f'{image.width}x{image.height} image')
+    return points
+
+
+def annotation_json(image: CocoImage, classes: Sequence[str] = CLASSES) -> dict:
+    """Our per-image annotation JSON (docs/format.md) for a COCO image, points written as
+    plain numbers (``read_coco`` has checked them)."""
     annotations = []
     for k, (cls, points) in enumerate(image.polygons):
-        points = np.clip(points, 0, limit)
         annotations.append(dict(id=str(k + 1), type='poly_seg', attributes={},
                                 label=classes[cls],
                                 points=[[_number(x), _number(y)] for x, y in points]))
@@ -289,64 +322,44 @@ def _number(value: float) -> int | float:
     return int(value) if float(value).is_integer() else float(value)
 
 
-def write_coco_images(images: Iterable[CocoImage], ann_root: str | Path,
-                      classes: Sequence[str] = CLASSES) -> list[Path]:
-    """Write each image's JSON to ``ann_root/<file_name without suffix>.json``, atomically.
+def output_paths(images: Sequence[CocoImage], root: str | Path, source: str | Path,
+                 suffix: str | None = None) -> list[Path]:
+    """Where each image's file goes: ``root/<file_name>`` (with ``suffix``, if given).
+
+    A ``file_name`` is untrusted: an absolute one, or one with ``..``, could put the file
+    anywhere, so every path must stay inside ``root``; checked for all images first.
+
+    Raises:
+        CocoError: an absolute, empty or climbing ``file_name``, or two images of one output
+            file; names ``source`` and the image's id and file_name.
+    """
+    root = Path(root)
+    paths: dict[Path, CocoImage] = {}
+    for image in images:
+        name = PurePosixPath(image.file_name)  # COCO separates folders with '/'
+        if name.is_absolute() or '..' in name.parts or not name.name:
+            raise CocoError(f'{source}: image {image.image_id} has file_name '
+                            f'{image.file_name!r}, which would be written outside {root}; '
+                            'file names must be relative paths without ".."')
+        path = root / (name.with_suffix(suffix) if suffix is not None else name)
+        other = paths.setdefault(path, image)
+        if other is not image:
+            raise CocoError(f'{source}: images {other.image_id} ({other.file_name!r}) and '
+                            f'{image.image_id} ({image.file_name!r}) would both write {path}')
+    return list(paths)
+
+
+def write_coco_images(images: Sequence[CocoImage], ann_root: str | Path,
+                      classes: Sequence[str] = CLASSES,
+                      source: str | Path = 'COCO file') -> list[Path]:
+    """Write each image's JSON to ``ann_root/<file_name without suffix>.json``, atomically;
+    every path is checked (``output_paths``) before the first is written.
 
     Returns:
         The files written, in order.
     """
-    written = []
-    for image in images:
-        out = Path(ann_root) / Path(image.file_name).with_suffix('.json')
+    written = output_paths(images, ann_root, source, '.json')
+    for image, out in zip(images, written):
         with atomic_open(out, 'w', encoding='utf-8') as f:
             json.dump(annotation_json(image, classes), f)
-        written.append(out)
     return written
-
-
-def labels_to_coco(data_root: str | Path, img_dir: str, ann_dir: str,
-                   classes: Sequence[str] = CLASSES) -> CocoWriter:
-    """Our labeled images (checked as for training) as COCO polygons.
-
-    ``file_name`` is the path under ``img_dir`` (``ID001/image1.png``), so ``read_coco`` of
-    the result writes the same tree back.
-    """
-    from ..datasets import HandBoneDataset  # the dataset imports this package
-    dataset = HandBoneDataset(data_root=str(data_root), pipeline=[], serialize_data=False,
-                              data_prefix=dict(img_path=img_dir, seg_map_path=ann_dir))
-    root = Path(data_root) / img_dir
-    writer = CocoWriter(classes, f'hand-bone labels from {root}')
-    for info in dataset.data_list:
-        image_id = writer.add_image(Path(info['img_path']).relative_to(root).as_posix(),
-                                    *info['ori_shape'])
-        for cls, points in info['polygons']:
-            writer.add_polygon(image_id, cls, points)
-    return writer
-
-
-def submission_to_coco(submission: str | Path, data_root: str | Path, img_dir: str,
-                       classes: Sequence[str] = CLASSES) -> CocoWriter:
-    """A submission CSV as COCO RLE annotations (one per non-empty bone, no score).
-
-    The images under ``data_root/img_dir`` give the sizes and the ``file_name`` paths.
-
-    Raises:
-        SubmissionError: a malformed CSV or an image not under ``img_dir``.
-    """
-    from ..evaluation.scoring import load_labels
-    from .submission import SubmissionError, decode_image, iter_submission
-    infos = load_labels(data_root, img_dir, None)
-    root = Path(data_root) / img_dir
-    writer = CocoWriter(classes, f'hand-bone predictions from {submission}')
-    for name, rles in iter_submission(submission, tuple(classes)):
-        if name not in infos:
-            raise SubmissionError(f'{submission}: image {name} is not among the images '
-                                  f'under {root}')
-        info = infos[name]
-        masks = decode_image(submission, name, rles, info['ori_shape'], tuple(classes))
-        image_id = writer.add_image(Path(info['img_path']).relative_to(root).as_posix(),
-                                    *info['ori_shape'])
-        for cls, mask in enumerate(masks):
-            writer.add_mask(image_id, cls, mask)
-    return writer

@@ -10,7 +10,9 @@ bone fills about 1% of the frame, so files stay small and writing skips most of 
 A dump is whole or refused: a run marks the index incomplete (``begin_dump``) before its
 first file and ``write_index`` marks it complete after its last, so a run killed while it
 rewrites a folder leaves an index that ``ProbDump`` refuses, not the old index over a mix of
-two models' files.
+two models' files. A dump has one writer at a time: ``lock_dump`` creates ``.writer.lock``
+(pid, host) in the folder, and a second run is refused until ``write_index`` removes it; the
+lock of a run that died on this host is taken over (``io.ownership``).
 """
 import json
 import zipfile
@@ -25,12 +27,14 @@ import numpy as np
 from ..functional.box_masks import Box
 from ..functional.quantized import LEVELS
 from .atomic import atomic_open
+from .ownership import acquire_lock, describe, read_owner, release_lock
 
 if TYPE_CHECKING:  # torch is imported by the functions that take or give tensors
     import torch
 
 DUMP_FORMAT = 'handbone-probs/1'
 INDEX_NAME = 'index.json'
+LOCK_NAME = '.writer.lock'
 
 
 class ProbDumpError(ValueError):
@@ -128,12 +132,32 @@ def load_levels(path: str | Path) -> np.ndarray:
     return load_crops(path).dense()
 
 
-def begin_dump(folder: str | Path) -> Path:
+def lock_dump(folder: str | Path) -> Path:
+    """Make this process the only writer of ``folder``'s dump, until ``write_index``.
+
+    Raises:
+        ProbDumpError: another live run holds the lock; names the folder and that run.
+    """
+    path = Path(folder) / LOCK_NAME
+    if not acquire_lock(path):
+        raise ProbDumpError(f'{folder}: another run is writing this probability dump '
+                            f'({describe(read_owner(path))}); wait for it or write elsewhere '
+                            f'(remove {path} only if that run is gone)')
+    return path
+
+
+def begin_dump(folder: str | Path, lock: bool = True) -> Path:
     """Mark ``folder``'s dump incomplete before the first ``save_probs`` of a run.
 
     Replaces any earlier ``index.json``: from here until ``write_index`` the folder may
     hold files of two runs, and ``ProbDump`` refuses it. Returns the index path.
+
+    Args:
+        lock: take the writer's lock first (``lock_dump``); False for the other ranks of a
+            distributed run, whose rank 0 holds it.
     """
+    if lock:
+        lock_dump(folder)
     path = Path(folder) / INDEX_NAME
     with atomic_open(path, 'w') as f:
         json.dump(dict(format=DUMP_FORMAT, complete=False), f)
@@ -143,7 +167,8 @@ def begin_dump(folder: str | Path) -> Path:
 def write_index(folder: str | Path, classes: Sequence[str], dtype: str, scale: float,
                 entries: Iterable[tuple[str, dict]], covers: Sequence[str] | None = None
                 ) -> Path:
-    """Write ``index.json`` for the ``(image name, entry)`` pairs; returns its path.
+    """Write ``index.json`` for the ``(image name, entry)`` pairs, then give up this
+    process's lock (``lock_dump``); returns its path.
 
     ``covers``: the classes the model predicts (a second-stage model predicts some); the
     others are stored as zeros and an ensemble gives this dump no vote on them. Default all.
@@ -159,6 +184,7 @@ def write_index(folder: str | Path, classes: Sequence[str], dtype: str, scale: f
     path = Path(folder) / INDEX_NAME
     with atomic_open(path, 'w') as f:
         json.dump(index, f, indent=1)
+    release_lock(Path(folder) / LOCK_NAME)
     return path
 
 
