@@ -7,7 +7,7 @@ STAMP := $(VENV)/.setup-done
 DATA ?= data/phantom
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: setup demo lint test test-all bench clean
+.PHONY: setup demo recipe-demo lint test test-all bench clean
 
 setup: $(STAMP)
 
@@ -44,6 +44,13 @@ $(STAMP): requirements.txt setup.cfg
 
 demo: $(STAMP)
 	$(PY) tools/demo.py --data $(DATA) --work-dir work_dirs/demo
+
+# The leaderboard recipe in small (recipes/demo_cpu.py): 2 models x 3 folds, choices on the
+# pooled out-of-fold predictions, the fold ensemble's submission; reruns skip what is done.
+recipe-demo: $(STAMP)
+	test -d $(DATA)/train || $(PY) tools/make_phantom.py $(DATA) --patients 40 \
+		--test-patients 10 --size 512 --seed 0 --test-labels
+	$(PY) tools/run_recipe.py recipes/demo_cpu.py --cfg-options data_root=$(DATA)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

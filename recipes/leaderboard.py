@@ -1,0 +1,22 @@
+# The real task's recipe (docs/format.md data under data/handbone): the decoder family that
+# led the 2023 leaderboard (UNet++ on HRNet-W64, UNet on ResNeXt101, LEADERBOARD.md) and
+# HRNet-W48 + OCR, 5 patient-grouped folds each, TTA dumps, every ensemble of up to 3 models
+# with weights 1 or 2 chosen on the pooled out-of-fold predictions of all labeled images,
+# then the 15 fold models averaged on the test images.
+#   python tools/run_recipe.py recipes/leaderboard.py --dry-run
+#   python tools/run_recipe.py recipes/leaderboard.py --parallel-folds 4   # 4 GPUs
+data_root = 'data/handbone'
+work_dir = 'work_dirs/recipe_leaderboard'
+n_folds = 5
+folds = [0, 1, 2, 3, 4]
+tta = True
+prob_scale = 0.5  # test dumps at 1024: 15 models x 300 images stay small
+models = dict(
+    unetpp_hrnet_w64=dict(config='configs/unetpp_hrnet_w64_handbone.py', cfg_options={},
+                          gpus=1),
+    unet_resnext101=dict(config='configs/unet_resnext101_handbone.py', cfg_options={},
+                         gpus=1),
+    hrnet_w48_ocr=dict(config='configs/hrnet_w48_handbone.py', cfg_options={}, gpus=1),
+)
+ensembles = dict(max_size=3, weight_grid=[1, 2])
+test_img_dir = 'test/DCM'
