@@ -254,3 +254,53 @@ def test_tiny_recipe_runs_end_to_end_and_a_rerun_does_nothing(data, tmp_path, ca
     assert '0 of 10 steps ran' in capsys.readouterr().out
     tool.main([str(path), '--dry-run'])
     assert capsys.readouterr().out.splitlines()[0] == '[1/10] train/a/fold0: done'
+
+
+FAKE_SBATCH = """#!/usr/bin/env bash
+# records each submission as a JSON line and answers a job id, as sbatch --parsable does
+n=$(( $(wc -l < "{log}" 2>/dev/null || echo 0) + 100 ))
+python3 -c 'import json, sys; print(json.dumps(sys.argv[1:]))' "$@" >> "{log}"
+echo "$n;cluster"
+"""
+
+
+def test_slurm_launcher_submits_the_job_graph_and_skips_what_is_done(data, tmp_path,
+                                                                     monkeypatch, capsys):
+    bin_dir, log = tmp_path / 'bin', tmp_path / 'sbatch.jsonl'
+    bin_dir.mkdir()
+    (bin_dir / 'sbatch').write_text(FAKE_SBATCH.format(log=log))
+    (bin_dir / 'sbatch').chmod(0o755)
+    monkeypatch.setenv('PATH', f'{bin_dir}:{__import__("os").environ["PATH"]}')
+    path = write_recipe(tmp_path / 'r.py', data, tmp_path / 'w')
+    tool = load_tool('run_recipe')
+    tool.main([str(path), '--launcher', 'slurm', '--partition', 'gpu'])
+    assert '17 of 17 steps submitted' in capsys.readouterr().out
+    calls = [json.loads(line) for line in log.read_text().splitlines()]
+    jobs = {}
+    for i, argv in enumerate(calls):
+        options = dict(a.lstrip('-').split('=', 1) for a in argv[1:-1])
+        jobs[options['job-name']] = dict(id=str(100 + i), **options, script=argv[-1])
+    assert argv[0] == '--parsable' and list(jobs)[:4] == [
+        'train/a/fold0', 'train/a/fold1', 'train/b/fold0', 'train/b/fold1']
+
+    def after(name: str) -> set[str]:
+        found = jobs[name].get('dependency', 'afterok:').split(':')[1:]
+        return {n for n, j in jobs.items() if j['id'] in found}
+
+    assert after('train/a/fold0') == set() and jobs['train/a/fold0']['gres'] == 'gpu:1'
+    assert jobs['train/a/fold0']['partition'] == 'gpu'
+    assert after('oof/b/fold1') == {'train/b/fold1'}
+    assert after('pool/a') == {'oof/a/fold0', 'oof/a/fold1'}
+    assert after('select') == {'pool/a', 'pool/b'} and 'gres' not in jobs['select']
+    assert after('submission') == {'select', *(f'test/{m}/fold{k}' for m in 'ab' for k in '01')}
+    script = Path(jobs['oof/a/fold0']['script']).read_text()
+    assert f'run_recipe.py {path} --only oof/a/fold0' in script
+    # a resubmission after the training steps finished submits only the rest
+    steps = build_plan(load_recipe(path), ROOT / 'tools')
+    fake_run(steps, [])
+    execute(load_recipe(path), steps, only=['train/*'], echo=lambda line: None)
+    log.unlink()
+    tool.main([str(path), '--launcher', 'slurm'])
+    assert '13 of 17 steps submitted' in capsys.readouterr().out
+    first = json.loads(log.read_text().splitlines()[0])
+    assert '--job-name=oof/a/fold0' in first and not any('dependency' in a for a in first)

@@ -25,6 +25,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help='run STEP and every step after it, done or not')
     parser.add_argument('--parallel-folds', type=int, default=1, metavar='N',
                         help='train N folds side by side, one GPU each')
+    parser.add_argument('--launcher', choices=['local', 'slurm'], default='local',
+                        help='local: run here; slurm: submit each step as a job (sbatch) '
+                        'after the jobs of the steps it needs')
+    parser.add_argument('--partition', help='SLURM partition (--launcher slurm)')
     parser.add_argument('--cfg-options', nargs='+', default=[], metavar='KEY=VALUE',
                         help='override recipe keys, e.g. folds=[0,1] tta=False')
     return parser.parse_args(argv)
@@ -43,6 +47,16 @@ def main(argv: list[str] | None = None) -> None:
             what = f'run ({state.why})' if state.step.name in chosen else (
                 'done' if not state.run else f'skipped ({state.why})')
             print(f'[{i + 1}/{len(states)}] {state.step.name}: {what}')
+        return
+    if args.launcher == 'slurm':
+        from handbone_mmseg.recipe.execute import submit_slurm
+        run_args = [args.recipe, *(['--cfg-options', *args.cfg_options]
+                                   if args.cfg_options else [])]
+        try:
+            jobs = submit_slurm(recipe, steps, run_args, args.only, args.start, args.partition)
+        except StepFailed as e:
+            raise SystemExit(str(e)) from None
+        print(f'{len(jobs)} of {len(steps)} steps submitted')
         return
     try:
         ran = execute(recipe, steps, args.only, args.start, args.parallel_folds)

@@ -7,7 +7,7 @@ is the command line. Members load on first use (``utils.lazy``).
 from ..utils.lazy import lazy_exports
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, {
-    '.execute': ['StepFailed', 'execute', 'run_step', 'select_steps'],
+    '.execute': ['StepFailed', 'execute', 'run_step', 'select_steps', 'submit_slurm'],
     '.plan': ['Step', 'StepState', 'build_plan', 'status'],
     '.select': ['check_out_of_fold', 'pool_dumps', 'select_ensemble'],
     '.spec': ['ModelSpec', 'Recipe', 'RecipeError', 'load_recipe'],

@@ -124,3 +124,55 @@ def execute(recipe: Recipe, steps: list[Step], only: Sequence[str] = (),
             finish(j, steps[j], seconds)
         i = batch[-1] + 1
     return ran
+
+
+def submit_slurm(recipe: Recipe, steps: list[Step], run_args: Sequence[str],
+                 only: Sequence[str] = (), start: str | None = None,
+                 partition: str | None = None, sbatch: str = 'sbatch', echo=print
+                 ) -> dict[str, str]:
+    """Submit each step that is not done as a SLURM job, after the jobs of its deps.
+
+    Each job runs ``tools/run_recipe.py RECIPE --only STEP`` (``run_args``: the recipe and
+    its ``--cfg-options``), so it computes its command and writes its stamp as a local run
+    does, and a resubmitted plan submits only what has no stamp. Training jobs ask for the
+    model's GPUs (``--gres=gpu:N``), dumps for one.
+
+    Returns:
+        The job id of each submitted step.
+
+    Raises:
+        StepFailed: ``sbatch`` refused a job (its message).
+    """
+    import shlex
+    import sys
+    from pathlib import Path
+    tools = Path(__file__).resolve().parents[2] / 'tools'
+    states = status(recipe, steps)
+    chosen = [s.step for s in select_steps(states, only, start)]
+    scripts = Path(recipe.work_dir) / 'slurm'
+    scripts.mkdir(parents=True, exist_ok=True)
+    jobs: dict[str, str] = {}
+    for i, step in enumerate(chosen):
+        step.folder.mkdir(parents=True, exist_ok=True)
+        script = scripts / (step.name.replace('/', '__') + '.sh')
+        argv = [sys.executable, str(tools / 'run_recipe.py'), *run_args, '--only', step.name]
+        if start is not None:
+            argv += ['--from', step.name]  # the job redoes its step, as --from asked
+        script.write_text('#!/usr/bin/env bash\nset -euo pipefail\n'
+                          f'exec {shlex.join(argv)}\n')
+        options = [f'--job-name={step.name}', f'--output={step.folder / "slurm-%j.out"}']
+        if step.gpus:
+            options.append(f'--gres=gpu:{step.gpus}')
+        if partition:
+            options.append(f'--partition={partition}')
+        after = [jobs[d] for d in step.deps if d in jobs]
+        if after:
+            options.append('--dependency=afterok:' + ':'.join(after))
+        run = subprocess.run([sbatch, '--parsable', *options, str(script)],
+                             capture_output=True, text=True)
+        if run.returncode != 0:
+            raise StepFailed(f'{step.name}: sbatch failed ({run.stderr.strip() or run.returncode})')
+        jobs[step.name] = run.stdout.strip().split(';')[0]  # "id" or "id;cluster"
+        echo(f'[{i + 1}/{len(chosen)}] {step.name}: job {jobs[step.name]}'
+             + (f' after {", ".join(after)}' if after else ''))
+    return jobs
