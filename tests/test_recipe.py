@@ -304,3 +304,36 @@ def test_slurm_launcher_submits_the_job_graph_and_skips_what_is_done(data, tmp_p
     assert '13 of 17 steps submitted' in capsys.readouterr().out
     first = json.loads(log.read_text().splitlines()[0])
     assert '--job-name=oof/a/fold0' in first and not any('dependency' in a for a in first)
+
+
+def test_a_second_stage_takes_its_boxes_from_the_same_fold_of_its_first_stage(data, tmp_path):
+    path = write_recipe(tmp_path / 'r.py', data, tmp_path / 'w')
+    wrist = str(ROOT / 'configs' / 'wrist_tiny_cpu_handbone.py')
+    recipe = load_recipe(path, {'models.w': dict(config=wrist, cfg_options=SMALL,
+                                                 boxes_from='a')})
+    steps = {s.name: s for s in build_plan(recipe, ROOT / 'tools')}
+    assert steps['oof/w/fold1'].deps == ['train/w/fold1', 'oof/a/fold1']
+    assert steps['test/w/fold0'].deps == ['train/w/fold0', 'test/a/fold0']
+    names = list(steps)
+    assert names.index('test/a/fold1') < names.index('oof/w/fold0')  # first stages first
+    argv = steps['oof/w/fold1'].command()
+    assert argv[argv.index('--roi-from') + 1] == str(tmp_path / 'w' / 'a' / 'fold1' / 'oof'
+                                                     / 'probs')
+    # the wrist model votes in the candidates like any model (on the classes it covers)
+    assert ('a', 'w') in recipe.candidates
+    with pytest.raises(RecipeError, match=r"models\.w\.boxes_from: 'w' is not a first-stage "
+                                          r"model of the recipe \(\['a', 'b'\]\)"):
+        load_recipe(path, {'models.w': dict(config=wrist, boxes_from='w')})
+    with pytest.raises(RecipeError, match=r'models\.w\.boxes_from: .* is not a second stage'):
+        load_recipe(path, {'models.w': dict(config=TINY, boxes_from='a')})
+
+
+@pytest.mark.parametrize('name, steps', [('demo_cpu', 2 * 3 * 3 + 2 + 3),
+                                         ('leaderboard', 4 * 5 * 3 + 4 + 3)])
+def test_shipped_recipes_plan(data, tmp_path, name, steps):
+    recipe = load_recipe(ROOT / 'recipes' / f'{name}.py',
+                         {'data_root': str(data), 'work_dir': str(tmp_path)})
+    plan = build_plan(recipe, ROOT / 'tools')
+    assert len(plan) == steps
+    assert all(s.why == 'no stamp' or s.why.startswith('after ')
+               for s in status(recipe, plan))

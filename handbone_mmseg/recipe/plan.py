@@ -5,7 +5,8 @@
     train/M/foldK   tools/train.py (tools/dist_train.sh for gpus > 1) --resume, fold K
                     (every model and fold; then, per model and fold:)
     oof/M/foldK     tools/test.py --split val --save-probs [--tta]: fold K's out-of-fold dump
-    test/M/foldK    tools/test.py --save-probs [--tta] on the test images
+    test/M/foldK    tools/test.py --save-probs [--tta] on the test images (a second stage:
+                    --roi-from the same fold's dump of its boxes_from model)
     pool/M          the K out-of-fold dumps of M as one dump (every labeled image once),
                     each image checked against the fold that did not train on it
     select          pooled out-of-fold Dice of every model and candidate ensemble; the best
@@ -125,7 +126,9 @@ def build_plan(recipe: Recipe, tools: Path) -> list[Step]:
     dumps: list[Step] = []
     pools: list[Step] = []
     tta = ['--tta'] if recipe.tta else []
-    for model in recipe.models:
+    # first stages first: a second stage's dumps need theirs
+    ordered = sorted(recipe.models, key=lambda m: m.boxes_from is not None)
+    for model in ordered:
         for fold in recipe.folds:
             base = work / model.name / f'fold{fold}'
             options = cfg_option_args(model_options(recipe, model, fold))
@@ -152,20 +155,27 @@ def build_plan(recipe: Recipe, tools: Path) -> list[Step]:
                                                  else [recipe.test_img_dir])))
 
             def dump_command(model=model, train_dir=train_dir, options=options, split='val',
-                             out=base / 'oof') -> list[str]:
+                             out=base / 'oof', fold=fold) -> list[str]:
                 checkpoint = last_checkpoint(train_dir)
+                roi = [] if model.boxes_from is None else [
+                    '--roi-from', str(work / model.boxes_from / f'fold{fold}'
+                                      / ('oof' if split == 'val' else 'test') / 'probs')]
                 split_args = ['--split', 'val'] if split == 'val' else [
                     '--prob-scale', str(recipe.prob_scale)]
                 test_options = [] if split == 'val' else [
                     f'test_dataloader.dataset.data_prefix.img_path={recipe.test_img_dir}']
                 return [_python(), str(tools / 'test.py'), model.config, str(checkpoint),
-                        *split_args, *tta, '--out', str(out), '--save-probs',
+                        *split_args, *tta, *roi, '--out', str(out), '--save-probs',
                         '--work-dir', str(out / 'work'),
                         '--cfg-options', *options, *test_options]
 
-            oof = Step(f'oof/{model.name}/fold{fold}', base / 'oof', [train.name],
+            # a second stage's dumps also need the first stage's, for their boxes
+            first = [] if model.boxes_from is None else [f'{model.boxes_from}/fold{fold}']
+            oof = Step(f'oof/{model.name}/fold{fold}', base / 'oof',
+                       [train.name, *(f'oof/{f}' for f in first)],
                        inputs=dump_inputs, command=dump_command, gpus=1)
-            test = Step(f'test/{model.name}/fold{fold}', base / 'test', [train.name],
+            test = Step(f'test/{model.name}/fold{fold}', base / 'test',
+                        [train.name, *(f'test/{f}' for f in first)],
                         inputs=lambda d=train_dir: dump_inputs(d, 'test'),
                         command=lambda c=dump_command, b=base: c(split='test',
                                                                   out=b / 'test'),

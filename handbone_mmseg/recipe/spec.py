@@ -9,7 +9,10 @@ A recipe is an mmengine-style Python config (``recipes/leaderboard.py``,
     folds = [0, 1, 2, 3, 4]           # which of them to train (all: the pooled OOF covers all)
     tta = True                        # tools/test.py --tta for every dump
     models = dict(                    # name -> a config, its overrides, GPUs per training
-        unetpp=dict(config='configs/unetpp_hrnet_w64_handbone.py', cfg_options={}, gpus=1))
+        unetpp=dict(config='configs/unetpp_hrnet_w64_handbone.py', cfg_options={}, gpus=1),
+        # a second stage (a config with roi_classes): each fold's boxes from that fold's
+        # dumps of the model named by boxes_from (tools/test.py --roi-from)
+        wrist=dict(config='configs/wrist_unetpp_hrnet_w64_handbone.py', boxes_from='unetpp'))
     ensembles = dict(max_size=2, weight_grid=[1, 2])   # every subset up to max_size models,
     # or ensembles = dict(candidates=[['unetpp', 'hrnet']], weight_grid=[1])
     test_img_dir = 'test/DCM'         # under data_root
@@ -39,6 +42,7 @@ class ModelSpec:
     config: str
     cfg_options: dict = field(default_factory=dict)
     gpus: int = 1
+    boxes_from: str | None = None  # a second stage: the model whose dumps give its boxes
 
 
 @dataclass(frozen=True)
@@ -126,7 +130,17 @@ def load_recipe(path: str | os.PathLike, cfg_options: dict | None = None) -> Rec
         except ValueError as e:
             raise RecipeError(f'{where}.cfg_options: {e}') from None
         classes[name] = model_cfg.get('num_classes')
-        models.append(ModelSpec(name, config, options, gpus))
+        boxes_from = spec.get('boxes_from')
+        if boxes_from is not None:
+            first = cfg.models.get(boxes_from) if isinstance(boxes_from, str) else None
+            if first is None or first.get('boxes_from') is not None:
+                stage1 = [n for n, m in cfg.models.items() if not m.get('boxes_from')]
+                raise RecipeError(f'{where}.boxes_from: {boxes_from!r} is not a first-stage '
+                                  f'model of the recipe ({stage1})')
+            if model_cfg.get('roi_classes') is None:
+                raise RecipeError(f'{where}.boxes_from: {config} is not a second stage (it '
+                                  'has no roi_classes)')
+        models.append(ModelSpec(name, config, options, gpus, boxes_from))
     if len(set(classes.values())) > 1:
         raise RecipeError(f'{path}: models predict different classes (num_classes '
                           f'{classes}); an ensemble needs the same classes')
