@@ -14,8 +14,8 @@ __version__ = '0.1.0'
 __getattr__, __dir__, _lazy = lazy_exports(__name__, {
     '.apis': ['DATASET_VARIABLES', 'HandBoneInferencer', 'HandBonePrediction',
               'HandBoneRunner', 'InferenceInput', 'to_inputs', 'add_wandb_backend',
-              'apply_switches', 'check_cfg_options', 'check_folds', 'default_work_dir',
-              'load_config', 'make_grayscale'],
+              'apply_switches', 'check_cfg_options', 'check_data', 'check_folds',
+              'default_work_dir', 'load_config', 'make_grayscale'],
     '.datasets': ['HandBoneDataset', 'patient_folds', 'LoadMultiLabelAnnotations',
                   'LoadXrayFromFile', 'RandomElasticDeform'],
     '.evaluation': ['MultiLabelDiceMetric', 'METHODS', 'iter_ensemble', 'search_postprocess',

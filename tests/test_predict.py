@@ -169,6 +169,25 @@ def test_a_dicom_without_pixels_stops_before_the_model(tmp_path):
                                    '--out', str(tmp_path / 'out')])
 
 
+def test_a_truncated_last_dicom_stops_before_the_model(setup, tmp_path):
+    """Before: its header passed the check, and it failed after every image before it was
+    inferred (issue 22)."""
+    pytest.importorskip('pydicom')
+    from handbone_mmseg.io.dicom import write_dicom
+    inputs = tmp_path / 'inputs'
+    inputs.mkdir()
+    scans = [write_dicom(inputs / f'scan{k}.dcm', cv2.imread(str(png), cv2.IMREAD_GRAYSCALE))
+             for k, png in enumerate(sorted(setup['images'].rglob('*.png')))]
+    bad = scans[-1]
+    bad.write_bytes(bad.read_bytes()[:bad.stat().st_size - SIZE * SIZE // 2])
+    # a missing checkpoint would fail later: every input is decoded first
+    with pytest.raises(SystemExit) as err:
+        load_tool('predict').main([CONFIG, str(tmp_path / 'missing.pth'), str(inputs),
+                                   '--out', str(tmp_path / 'out')])
+    assert str(err.value).startswith(f'error: {bad}: cannot decode the pixel data (The '
+                                     'number of bytes of pixel data is less than expected')
+
+
 def test_progress_bar_yields_every_item_on_and_off(capsys):
     from handbone_mmseg.utils.progress import track
     assert list(track(range(5), description='x', enabled=True)) == list(range(5))

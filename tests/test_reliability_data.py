@@ -3,8 +3,10 @@
 Each test mutates a small phantom (``generate_phantom``) the way a real data set goes wrong.
 """
 import json
+import os
 import shutil
 import struct
+import sys
 import zlib
 from pathlib import Path
 
@@ -15,18 +17,20 @@ import torch
 from mmengine.dataset import pseudo_collate
 from mmengine.model import revert_sync_batchnorm
 from mmengine.registry import init_default_scope
-from mmseg.registry import MODELS
+from mmseg.registry import DATASETS, MODELS
 
-from handbone_mmseg.apis import load_config
+from handbone_mmseg.apis import check_data, load_config, train_loaders
 from handbone_mmseg.apis.inferencer import inference_pipeline
 from handbone_mmseg.classes import CLASSES
+from handbone_mmseg.cli import run_tool
 from handbone_mmseg.datasets import HandBoneDataset, LoadXrayFromFile
 from handbone_mmseg.evaluation import score_submission
 from handbone_mmseg.io import AnnotationError, find_images
+from handbone_mmseg.io import images as images_module
 from handbone_mmseg.io.submission import write_submission
 from handbone_mmseg.phantom import generate_phantom
 
-from helpers import ROOT, load_tool
+from helpers import ROOT, load_tool, random_checkpoint
 
 LABELED = dict(img_path='train/DCM', seg_map_path='train/outputs_json')
 
@@ -232,3 +236,131 @@ def test_cheap_configs_predict_a_non_square_image_at_its_size(tmp_path, name):
     with torch.no_grad():
         result = model.test_step(batch)[0]
     assert result.pred_sem_seg.data.shape == (len(CLASSES), 64, 96)
+
+
+# --- issue 22: data errors first, test images decoded up front, one rule for numbers --------
+
+CONFIG = str(ROOT / 'configs/tiny_cpu_handbone.py')
+RUNNER_DUMP = ('System environment', 'Runtime environment', 'Environment', 'Config:')
+
+
+def test_a_data_error_is_the_first_thing_train_prints(tmp_path, capfd, monkeypatch):
+    """Before: the one-line error came after 482 to 507 lines of mmengine's environment and
+    config dump."""
+    root = phantom(tmp_path / 'data', 4)
+    bad = sorted((root / 'train/outputs_json').rglob('*.json'))[-1]
+    bad.write_text('{"annotations": [')
+    monkeypatch.setattr(sys, 'argv', ['train.py'])
+    train = load_tool('train')
+    status = run_tool(lambda: train.main([CONFIG, '--work-dir', str(tmp_path / 'work'),
+                                          '--cfg-options', f'data_root={root}', 'n_folds=2']))
+    out, err = capfd.readouterr()
+    assert status == 1
+    assert not [line for line in out.splitlines() + err.splitlines()
+                if line.strip().startswith(RUNNER_DUMP)]
+    assert out.strip() == ''
+    assert err.splitlines()[-1] == f'error: {bad}: malformed JSON (Expecting value at line 1)'
+    assert 'Traceback' not in err
+
+
+def test_the_runner_decodes_no_image_the_preflight_decoded(tmp_path, monkeypatch):
+    """The validation fold is decoded once, by the check before the runner; the runner's
+    build of the same split only looks at the files' sizes and times."""
+    root = phantom(tmp_path, 4)
+    cfg = load_config(CONFIG, {'data_root': str(root), 'n_folds': 2})
+    decoded = []
+    decode = images_module.read_image
+    monkeypatch.setattr(images_module, 'read_image',
+                        lambda path, grey=False: decoded.append(path) or decode(path, grey))
+    counts = check_data(cfg, train_loaders(cfg))
+    assert counts['train_dataloader'] + counts['val_dataloader'] == 8
+    assert len(decoded) == counts['val_dataloader'] > 0
+    init_default_scope('mmseg')
+    val = DATASETS.build(cfg.val_dataloader.dataset)  # as the runner builds it
+    assert len(val) == counts['val_dataloader'] and len(decoded) == len(val)
+    changed = Path(decoded[0])
+    changed.write_bytes(changed.read_bytes())  # rewritten: a new time, decoded again
+    os.utime(changed, ns=(0, 0))
+    DATASETS.build(cfg.val_dataloader.dataset)
+    assert decoded[len(val):] == [str(changed)]
+
+
+def test_the_check_builds_the_datasets_inside_a_wrapper(tmp_path):
+    root = phantom(tmp_path, 4)
+    cfg = load_config(CONFIG, {'data_root': str(root), 'n_folds': 2})
+    train = cfg.train_dataloader.dataset
+    cfg.train_dataloader.dataset = dict(type='RepeatDataset', times=3, dataset=train)
+    bad = sorted((root / 'train/outputs_json').rglob('*.json'))[0]
+    assert check_data(cfg, ['train_dataloader']) == {
+        'train_dataloader': len(dataset(root, split='train', n_folds=2))}
+    bad.write_text('[]')
+    with pytest.raises(AnnotationError, match=f'^{bad}: no "annotations" list'):
+        check_data(cfg, ['train_dataloader', 'val_dataloader'])
+
+
+def test_a_truncated_test_image_stops_test_before_any_inference(tmp_path, monkeypatch):
+    """Before: the header check passed, and the last image failed after every other one
+    was inferred."""
+    root = phantom(tmp_path / 'data', 1, test_patients=2)
+    images = pngs(root / 'test/DCM')
+    bad = images[-1]
+    bad.write_bytes(bad.read_bytes()[:bad.stat().st_size // 2])
+    checkpoint = random_checkpoint(CONFIG, tmp_path / 'model.pth')
+    test = load_tool('test')
+    monkeypatch.setattr(test, 'RUNNERS', None)  # building the runner would fail
+    with pytest.raises(ValueError) as err:
+        test.main([CONFIG, str(checkpoint), '--out', str(tmp_path / 'run'), '--cfg-options',
+                   f'data_root={root}'])
+    assert str(err.value) == f'{bad}: cannot decode image (missing, or not an image file)'
+
+
+def _edit_first_json(root: Path, edit) -> tuple[Path, dict]:
+    path = sorted((root / 'train/outputs_json').rglob('*.json'))[0]
+    data = json.loads(path.read_text())
+    edit(data)
+    path.write_text(json.dumps(data))
+    return path, data
+
+
+def test_an_empty_annotations_list_is_refused_naming_the_file(tmp_path):
+    """Before: the image trained as 29 empty masks, without a word."""
+    root = phantom(tmp_path)
+    ann, _ = _edit_first_json(root, lambda data: data.update(annotations=[]))
+    with pytest.raises(AnnotationError) as err:
+        dataset(root)
+    assert str(err.value) == (f'{ann}: "annotations" is empty, no bone is labeled (an image '
+                              'without labels belongs in the test split, without a JSON)')
+    with pytest.warns(UserWarning, match=f'skipping: {ann}'):  # as every unusable file
+        kept = dataset(root, skip_invalid=True)
+    assert len(kept) == len(pngs(root / 'train/DCM')) - 1
+
+
+@pytest.mark.parametrize('value, problem', [
+    (['12', 5], "point 0 is ['12', 5]"),
+    (['12.5', '5'], "point 0 is ['12.5', '5']"),
+    ([True, 5], 'point 0 is [True, 5]'),
+    ([12, None], 'point 0 is [12, None]'),
+])
+def test_a_string_coordinate_is_refused_naming_file_and_label(tmp_path, value, problem):
+    """Before: "12" was converted to 12 silently, while a metadata size "64" was refused."""
+    root = phantom(tmp_path)
+
+    def edit(data: dict) -> None:
+        data['annotations'][0]['points'][0] = value
+
+    ann, data = _edit_first_json(root, edit)
+    label = data['annotations'][0]['label']
+    with pytest.raises(AnnotationError) as err:
+        dataset(root)
+    assert str(err.value) == (f'{ann}: {label} points are not a list of [x, y] numbers '
+                              f'({problem})')
+
+
+def test_a_string_metadata_size_is_refused_by_the_same_rule(tmp_path):
+    root = phantom(tmp_path)
+    ann, _ = _edit_first_json(root, lambda data: data.update(
+        metadata={'height': '64', 'width': 64}))
+    with pytest.raises(AnnotationError) as err:
+        dataset(root)
+    assert str(err.value) == (f"{ann}: metadata height and width must be integers, got '64' "
+                              'and 64')

@@ -4,6 +4,7 @@ absurd weights and grids, huge RLE fields, temporary files of killed tools.
 
 Each test fails on the code before the fix; the reason is in its docstring.
 """
+import errno
 import os
 import shutil
 import signal
@@ -13,6 +14,7 @@ import time
 import tracemalloc
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -25,6 +27,7 @@ from handbone_mmseg.functional.voting import check_weights, soft_vote
 from handbone_mmseg.io import save_probs, write_index
 from handbone_mmseg.io.annotations import AnnotationError
 from handbone_mmseg.io.atomic import atomic_open
+from handbone_mmseg.io.submission import write_submission
 from handbone_mmseg.phantom import generate_phantom
 
 from helpers import ROOT, all_bones, load_tool, square, write_case
@@ -454,3 +457,125 @@ def test_every_tool_runs_through_run_tool():
         if path.name not in skip:
             assert 'sys.exit(run_tool(main))' in path.read_text() or \
                 'status = run_tool(main)' in path.read_text(), path.name
+
+
+# --- issue 22: integer switches, outputs checked before the work, checkpoint files -----------
+
+@pytest.mark.parametrize('option, message', [
+    ('n_folds=abc', "n_folds must be an integer >= 2, got 'abc'"),
+    ('fold=one', "fold must be an integer >= 0, got 'one'"),
+])
+def test_a_non_integer_fold_is_a_usage_error(tmp_path, capsys, monkeypatch, option, message):
+    """Before: a bare TypeError traceback from the dataset ('>=' between str and int)."""
+    monkeypatch.setattr(sys, 'argv', ['train.py'])
+    train = load_tool('train')
+    status = run_tool(lambda: train.main([CONFIG, '--work-dir', str(tmp_path / 'work'),
+                                          '--cfg-options', option]))
+    err = capsys.readouterr().err
+    assert status == 2 and 'Traceback' not in err
+    assert err.splitlines()[-1] == f'error: {message}'
+    assert not (tmp_path / 'work').exists()
+
+
+def _full_disk(fd: int) -> None:
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+def test_a_full_disk_names_the_file(tmp_path, monkeypatch):
+    """Before: `[Errno 28] No space left on device`, naming no file, after all the work."""
+    out = tmp_path / 'run' / 'submission.csv'
+    monkeypatch.setattr(os, 'fsync', _full_disk)
+    with pytest.raises(OSError) as err:
+        write_submission(out, [('a.png', [''] * len(CLASSES))])
+    assert error_line(err.value) == f'error: {out}: could not write (No space left on device)'
+    assert err.value.errno == errno.ENOSPC
+    assert list(out.parent.iterdir()) == []  # no temporary file left
+    # a write of the caller's that the disk refuses names the file too ...
+    with pytest.raises(OSError) as err:
+        with atomic_open(out):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    assert str(err.value) == f'{out}: could not write (No space left on device)'
+    # ... and an error of another file (a dump read while writing) passes unchanged
+    other = FileNotFoundError(errno.ENOENT, 'No such file or directory', 'model0/a.npz')
+    with pytest.raises(FileNotFoundError) as err:
+        with atomic_open(out):
+            raise other
+    assert err.value is other
+
+
+def test_a_folder_in_place_of_the_output_names_it(tmp_path):
+    out = tmp_path / 'submission.csv'
+    out.mkdir()
+    with pytest.raises(OSError) as err:
+        write_submission(out, [('a.png', [''] * len(CLASSES))])
+    assert str(err.value) == f'{out}: could not write (Is a directory)'
+
+
+def test_test_refuses_a_full_disk_before_inference(tmp_path, monkeypatch):
+    """Before: an empty temporary file passed the --out check on a full disk, and the CSV
+    failed after every image was inferred."""
+    checkpoint = tmp_path / 'model.pth'
+    checkpoint.write_bytes(b'never loaded')
+    test = load_tool('test')
+    args = test.parse_args([CONFIG, str(checkpoint), '--out', str(tmp_path / 'run')])
+    monkeypatch.setattr(os, 'fsync', _full_disk)
+    with pytest.raises(SystemExit) as err:
+        test.setup(args)
+    assert err.value.code == (f'{tmp_path / "run"}: cannot write the outputs here '
+                              '(No space left on device)')
+
+
+def _no_work(*args, **kwargs):
+    raise AssertionError('the work started before the output was checked')
+
+
+@pytest.mark.parametrize('problem', ['folder', 'full disk'])
+def test_tune_thresholds_checks_its_output_before_the_search(dumps, tmp_path, capsys,
+                                                             monkeypatch, problem):
+    """Before: an unwritable --out failed after the whole search."""
+    out = tmp_path / 'thresholds.json'
+    if problem == 'folder':
+        out.mkdir()
+    else:
+        monkeypatch.setattr(os, 'fsync', _full_disk)
+    tune = load_tool('tune_thresholds')
+    monkeypatch.setattr(tune, 'load_labels', _no_work)
+    status = run_tool(lambda: tune.main([*dumps, '--data-root', str(tmp_path), '--out',
+                                         str(out)]))
+    assert status == 1
+    assert capsys.readouterr().err == {
+        'folder': f'error: {out}: is a folder; give the name of the file to write\n',
+        'full disk': f'error: {out}: cannot write here (No space left on device)\n',
+    }[problem]
+
+
+def test_ensemble_refuses_a_folder_as_out_before_any_work(dumps, tmp_path, capsys,
+                                                         monkeypatch):
+    """Before: every image was voted and encoded, then the final rename failed."""
+    out = tmp_path / 'submission.csv'
+    out.mkdir()
+    ensemble = load_tool('ensemble')
+    monkeypatch.setattr(ensemble, 'ProbDump', _no_work)
+    status = run_tool(lambda: ensemble.main([*dumps, '--out', str(out)]))
+    assert status == 1
+    assert capsys.readouterr().err == (
+        f'error: {out}: is a folder; give the name of the file to write\n')
+
+
+@pytest.mark.parametrize('damage, problem', [
+    ('truncated', 'truncated or damaged: File is not a zip file'),
+    ('png', "not the zip archive torch.save writes; it starts with b'\\x89PNG\\r\\n\\x1a\\n'"),
+])
+def test_a_file_that_is_no_checkpoint_says_so(tmp_path, damage, problem):
+    """Before: `[Errno 22] Invalid argument` (truncated) or a message about mmap (a PNG)."""
+    path = tmp_path / 'model.pth'
+    if damage == 'truncated':
+        torch.save({'state_dict': {'w': torch.zeros(1000)}}, path)
+        path.write_bytes(path.read_bytes()[:path.stat().st_size // 2])
+    else:
+        ok, png = cv2.imencode('.png', np.zeros((8, 8), np.uint8))
+        path.write_bytes(png.tobytes())
+    test = load_tool('test')
+    with pytest.raises(SystemExit) as err:
+        test.setup(test.parse_args([CONFIG, str(path)]))
+    assert err.value.code == f'{path}: not a checkpoint ({problem})'

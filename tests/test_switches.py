@@ -214,6 +214,16 @@ def test_switches_applied_twice_change_nothing():
     (TINY, 'accumulative_counts', 2.0, 'accumulative_counts must be a positive integer'),
     (TINY, 'full_resolution', 'yes', 'full_resolution must be True or False'),
     (TINY, 'tta_ratios', [1.0, -1], 'tta_ratios must be a list of positive numbers'),
+    # issue 22: these reached the dataset or the DataLoader as a bare TypeError
+    (TINY, 'n_folds', 'abc', "n_folds must be an integer >= 2, got 'abc'"),
+    (TINY, 'n_folds', 1, 'n_folds must be an integer >= 2, got 1'),
+    (TINY, 'fold', 'one', "fold must be an integer >= 0, got 'one'"),
+    (TINY, 'fold', 1.0, 'fold must be an integer >= 0, got 1.0'),
+    (TINY, 'fold', 5, 'fold must be less than n_folds (5), got 5'),
+    (TINY, 'train_dataloader.batch_size', 'two',
+     "train_dataloader.batch_size must be an integer >= 1, got 'two'"),
+    (TINY, 'val_dataloader.num_workers', -1,
+     'val_dataloader.num_workers must be an integer >= 0, got -1'),
 ])
 def test_bad_values_are_one_line_errors(path, key, value, message, capsys):
     with pytest.raises(ValueError, match='^' + re.escape(message)):

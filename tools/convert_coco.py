@@ -23,7 +23,7 @@ from pathlib import Path
 from handbone_mmseg.cli import run_tool
 from handbone_mmseg.convert.coco import labels_to_coco, submission_to_coco
 from handbone_mmseg.io.annotations import AnnotationError
-from handbone_mmseg.io.atomic import atomic_open
+from handbone_mmseg.io.atomic import atomic_open, check_output_file
 from handbone_mmseg.io.coco import CocoError, output_paths, read_coco, write_coco_images
 from handbone_mmseg.io.submission import SubmissionError
 
@@ -51,6 +51,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def to_coco(args: argparse.Namespace) -> str:
+    check_output_file(args.out)  # before every mask is traced, not after
     if args.submission is not None:
         writer = submission_to_coco(args.submission, args.data_root, args.img_dir)
     else:

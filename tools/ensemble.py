@@ -22,7 +22,13 @@ from handbone_mmseg.cli import add_dump_args, add_label_args, run_tool
 from handbone_mmseg.evaluation import METHODS, iter_ensemble, load_labels
 from handbone_mmseg.functional.metrics import mean_dice
 from handbone_mmseg.functional.voting import check_weights
-from handbone_mmseg.io import ProbDump, load_postprocess, load_thresholds, write_submission
+from handbone_mmseg.io import (
+    ProbDump,
+    check_output_file,
+    load_postprocess,
+    load_thresholds,
+    write_submission,
+)
 from handbone_mmseg.io.dice_tables import class_table, read_class_dice, write_class_dice
 
 
@@ -76,6 +82,11 @@ def write_dice_table(path: Path, names: list[str], counts: np.ndarray) -> Pretty
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    # before any dump is read: a folder or a full disk must not wait for the last image
+    out = check_output_file(args.out)
+    path = out.with_name(f'{out.stem}_dice.csv')
+    if args.data_root is not None:
+        check_output_file(path)
     counts: list[np.ndarray] = []
 
     def rows():
@@ -92,8 +103,6 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f'{e} ({args.out} was not written)') from None
     print(f'wrote {args.out} ({images} images x {len(CLASSES)} classes, method '
           f'{args.method})')
-    out = Path(args.out)
-    path = out.with_name(f'{out.stem}_dice.csv')
     if not counts:
         if path.exists():  # a table from an earlier run would pass for this one's
             path.unlink()

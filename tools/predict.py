@@ -17,6 +17,7 @@ from handbone_mmseg.cli import parse_cfg_options, positive_int, run_tool
 from handbone_mmseg.convert.predictions import PredictionWriter
 from handbone_mmseg.functional.probs import LEVELS
 from handbone_mmseg.io.dicom import is_dicom, read_dicom_header
+from handbone_mmseg.io.images import decode_errors
 from handbone_mmseg.io.predictions import FORMATS, check_output_dir
 from handbone_mmseg.utils.progress import track
 
@@ -50,8 +51,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def check_inputs(items: list) -> None:
-    """Refuse two inputs of one file name or stem (outputs are named after them) and DICOMs
-    that are not one grey image (header only), before the model is loaded."""
+    """Refuse, before the model is loaded: two inputs of one file name or stem (outputs are
+    named after them), DICOMs that are not one grey image (header), and a file that does
+    not decode (every image is decoded once: a truncated last file must not fail after
+    every other one's inference, since outputs appear only when all are done)."""
     seen: dict[str, object] = {}
     for item in items:
         if item.path is not None and is_dicom(item.path):
@@ -62,6 +65,10 @@ def check_inputs(items: list) -> None:
                 raise ValueError(f'{item.path}: same name as {other.path} ({key}); outputs '
                                  'are named by file name, so rename one')
             seen[key] = item
+    problem = next(filter(None, decode_errors([i.path for i in items if i.path is not None])),
+                   None)
+    if problem is not None:
+        raise ValueError(problem)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,6 +9,10 @@ A second-stage (wrist) model, ``configs/wrist_*_handbone.py``: ``--roi-from STAG
 takes each image's box from stage 1's probability dump (each box class's largest component
 above 0.5, see ``handbone_mmseg.datasets.roi.stage1_boxes``), predicts the crop, and writes
 everything in the full frame (docs/wrist.md).
+
+Before mmengine's runner is built (it prints the environment and the config first), the
+checkpoint is checked against the model and every image of the split is read and decoded,
+so a bad file stops the run with one line before any inference.
 """
 import argparse
 import os.path as osp
@@ -20,6 +24,7 @@ from mmengine.logging import MMLogger
 from mmengine.registry import RUNNERS
 from mmseg.registry import DATASETS
 
+from handbone_mmseg.apis import check_data
 from handbone_mmseg.classes import CLASSES, NUM_CLASSES
 from handbone_mmseg.cli import add_common_args, load_config_from_args, run_tool
 from handbone_mmseg.datasets.roi import stage1_boxes, write_roi_boxes
@@ -31,7 +36,7 @@ from handbone_mmseg.io.prob_dump import ProbDump
 from handbone_mmseg.io.thresholds_json import load_postprocess, load_thresholds
 from handbone_mmseg.runtime import (
     check_checkpoint_classes,
-    check_checkpoint_fits,
+    check_checkpoint_config,
     exit_if_distributed,
     prepare_launcher,
 )
@@ -171,13 +176,16 @@ def use_stage1_boxes(cfg: Config, config: str, folder: str, split: str) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     cfg = setup(parse_args(argv))
-    prepare_launcher(cfg)
-    runner = RUNNERS.build(cfg)  # a HandBoneRunner where the config sets runner_type
+    # before the runner, which prints the environment and the config first: the checkpoint
+    # against the model, then the test images, decoded (a truncated last image must not
+    # wait for every other one's inference)
     try:
-        check_checkpoint_fits(cfg.load_from, runner.model)
+        check_checkpoint_config(cfg.load_from, cfg.model)
     except ValueError as e:
         raise SystemExit(str(e)) from None
-    runner.test()
+    check_data(cfg, ['test_dataloader'], decode=['test_dataloader'])
+    prepare_launcher(cfg)
+    RUNNERS.build(cfg).test()  # a HandBoneRunner where the config sets runner_type
 
 
 if __name__ == '__main__':

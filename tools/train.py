@@ -1,6 +1,8 @@
 """Train a hand-bone segmentor: ``python tools/train.py CONFIG [--work-dir DIR] [--resume]``.
 
-Same command line as mmseg's ``tools/train.py``; the plugin registers itself on import.
+Same command line as mmseg's ``tools/train.py``; the plugin registers itself on import. The
+training and validation data are checked before mmengine's runner is built
+(``handbone_mmseg.apis.check_data``), so a data error is the first thing printed.
 """
 import argparse
 import sys
@@ -9,6 +11,7 @@ from mmengine.config import Config
 from mmengine.registry import RUNNERS
 
 # load_config (through load_config_from_args) registers the plugin
+from handbone_mmseg.apis import check_data, train_loaders
 from handbone_mmseg.apis.cpu import cpu_stand_in
 from handbone_mmseg.cli import add_common_args, load_config_from_args, run_tool
 from handbone_mmseg.runtime import exit_if_distributed, prepare_launcher, resolve_resume
@@ -53,6 +56,9 @@ def setup(args: argparse.Namespace) -> Config:
 
 def main(argv: list[str] | None = None) -> None:
     cfg = setup(parse_args(argv))
+    # the runner prints the environment and the config before it builds a dataset: a data
+    # error must come first, not 500 lines down
+    check_data(cfg, train_loaders(cfg))
     prepare_launcher(cfg)
     RUNNERS.build(cfg).train()  # a HandBoneRunner where the config sets runner_type
 

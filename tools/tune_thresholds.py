@@ -20,6 +20,7 @@ from handbone_mmseg.evaluation import load_labels, search_postprocess, search_th
 from handbone_mmseg.functional.postprocess import MIN_GAIN, Rule
 from handbone_mmseg.functional.thresholds import BASELINE, make_grid
 from handbone_mmseg.functional.voting import check_weights
+from handbone_mmseg.io.atomic import check_output_file
 from handbone_mmseg.io.dice_tables import class_table
 from handbone_mmseg.io.prob_dump import ProbDump
 from handbone_mmseg.io.thresholds_json import save_thresholds
@@ -53,7 +54,9 @@ def print_postprocess(rules: list[Rule | None], before: np.ndarray, after: np.nd
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     try:
-        grid = make_grid(*args.grid)  # first: a bad grid must not wait for the labels
+        # first: a bad output or grid must not wait for the labels and the search
+        check_output_file(args.out)
+        grid = make_grid(*args.grid)
         check_weights(args.weights or [1.0] * len(args.dumps))
         dumps = [ProbDump(d) for d in args.dumps]
         labels = load_labels(args.data_root, args.img_dir, args.ann_dir)

@@ -30,6 +30,11 @@ AMP_DTYPES = ('auto', 'float16', 'bfloat16')
 UNET_HEADS = ('UNetPlusPlusHead', 'UNetHead')
 UNET_STRIDE = 32
 CHECKPOINTING_BACKBONES = ('HandBoneTIMMBackbone',)
+# Integers with their least value: the fold variables (top level and in each dataloader's
+# dataset) and the dataloaders' sizes. A string from --cfg-options (fold=one) would otherwise
+# reach a comparison in the dataset or the DataLoader and end in a bare TypeError.
+FOLD_INTEGERS = (('n_folds', 2), ('fold', 0))
+LOADER_INTEGERS = (('batch_size', 1), ('num_workers', 0))
 
 
 def apply_switches(cfg: MutableMapping) -> None:
@@ -101,6 +106,10 @@ def _is_pair(value: object) -> bool:
 def check_switches(cfg: MutableMapping) -> None:
     """Refuse a switch value that would fail later, or silently do something else.
 
+    Also the integers the dataset and the dataloaders compare: ``n_folds`` (>= 2) and
+    ``fold`` (>= 0, < ``n_folds``) at the top level and in each dataloader's dataset, and
+    each dataloader's ``batch_size`` (>= 1) and ``num_workers`` (>= 0).
+
     Raises:
         ValueError: one line naming the key, e.g. ``crop_size must be two positive integers
             (height, width), got 1536``.
@@ -128,11 +137,34 @@ def check_switches(cfg: MutableMapping) -> None:
     for key in ('full_resolution', 'grad_checkpointing'):
         if not isinstance(cfg.get(key, False), bool):
             raise ValueError(f'{key} must be True or False, got {cfg[key]!r}')
+    _check_fold_integers(cfg, '')
+    for loader in DATALOADERS:
+        settings = cfg.get(loader) or {}
+        for key, low in LOADER_INTEGERS:
+            if key in settings:
+                _check_integer(f'{loader}.{key}', settings[key], low)
+        if isinstance(settings.get('dataset'), MutableMapping):
+            _check_fold_integers(settings['dataset'], f'{loader}.dataset.')
     if cfg.get('roi_classes') is not None:
         from ..functional.roi import DEFAULT_MARGIN, check_jitter, check_margin, class_indices
         class_indices(cfg['roi_classes'], 'roi_classes')
         check_margin(cfg.get('roi_margin', DEFAULT_MARGIN), 'roi_margin')
         check_jitter(cfg.get('roi_jitter', 0.0), 'roi_jitter')
+
+
+def _check_integer(key: str, value: object, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError(f'{key} must be an integer >= {low}, got {value!r}')
+
+
+def _check_fold_integers(node: MutableMapping, prefix: str) -> None:
+    """``n_folds`` and ``fold`` of ``node`` (the config or a dataset), where it has them."""
+    for key, low in FOLD_INTEGERS:
+        if key in node:
+            _check_integer(prefix + key, node[key], low)
+    if 'fold' in node and 'n_folds' in node and node['fold'] >= node['n_folds']:
+        raise ValueError(f'{prefix}fold must be less than n_folds ({node["n_folds"]}), '
+                         f'got {node["fold"]}')
 
 
 def _pipelines(cfg: MutableMapping) -> list[tuple[bool, list]]:

@@ -1,8 +1,6 @@
 """The hand-bone X-ray dataset: image/JSON pairing, validation and patient-grouped folds."""
-import os
 import warnings
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from mmseg.datasets import BaseSegDataset
@@ -10,7 +8,7 @@ from mmseg.registry import DATASETS
 
 from ..classes import CLASSES, PALETTE
 from ..io.annotations import AnnotationError
-from ..io.images import DATASET_SUFFIXES, read_image
+from ..io.images import DATASET_SUFFIXES, decode_errors
 from ..io.layout import index_images
 
 SPLITS = ('train', 'val', 'all')
@@ -43,7 +41,9 @@ class HandBoneDataset(BaseSegDataset):
         fold: the validation fold, ``0 <= fold < n_folds``.
         fold_seed: seed of the patient shuffle that defines the folds.
         skip_invalid: warn and drop unusable labeled images (missing JSON, bad JSON, PNG
-            header or DICOM, an image that does not decode) instead of raising. A JSON
+            header or DICOM, an image that does not decode) instead of raising. A JSON with
+            an empty ``annotations`` list is one of them, not 29 empty masks: the dataset
+            refuses what it would have to guess at (see ``io.parse_annotation``). A JSON
             without its image always raises.
         check_pixels: decode every image of the split when the dataset is built. Default
             (None): only for ``split='val'``, which mmengine builds before the first
@@ -51,7 +51,9 @@ class HandBoneDataset(BaseSegDataset):
             its first validation, hours later (a bad training image fails in the first
             epoch anyway). It costs one decode per image, spread over up to 8 threads:
             about 0.2 s per 2048x2048 phantom PNG on one core of a 2-core machine, so 60
-            validation images take about 6 s on its two cores.
+            validation images take about 6 s on its two cores. An unchanged file that
+            decoded once in this process is not decoded again (``io.decode_errors``): the
+            tools build each split before mmengine's runner builds it (``apis.check_data``).
         img_suffix: image file extension, or several: PNG and DICOM (``.dcm``) by default,
             side by side in one tree (any case). Two images of one file name (without
             extension), in one folder or in two patient folders, are an error in every
@@ -92,16 +94,7 @@ class HandBoneDataset(BaseSegDataset):
 
     def _decodable(self, data_list: list[dict]) -> list[dict]:
         """The entries whose image decodes as the pipeline will decode it, in order."""
-        def problem(info: dict) -> str | None:
-            try:
-                read_image(info['img_path'])  # colour, as loaded: no grey conversion
-            except ValueError as e:
-                return str(e)
-            return None
-
-        # the decoders release the GIL
-        with ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:
-            problems = list(pool.map(problem, data_list))
+        problems = decode_errors([info['img_path'] for info in data_list])
         kept = []
         for info, message in zip(data_list, problems):
             if message is None:

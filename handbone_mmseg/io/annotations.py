@@ -1,5 +1,6 @@
 """Reading and checking the per-image annotation JSON and PNG headers."""
 import json
+import reprlib
 import struct
 from pathlib import Path
 from typing import NamedTuple
@@ -110,6 +111,12 @@ def parse_annotation(path: str | Path, image_shape: tuple[int, int],
                      image_path: str | Path | None = None) -> list[Polygon]:
     """Read one annotation JSON into ``(class_index, points)`` polygons.
 
+    Numbers are JSON numbers: a string (``"12"``) or a boolean is refused as a coordinate as
+    it is as a ``metadata`` size, never converted. An empty ``annotations`` list is refused
+    like the other unusable labeled files (the dataset's ``skip_invalid`` skips it with a
+    warning): trained on, it would teach 29 empty masks for a hand; an image without labels
+    belongs in the test split, without a JSON.
+
     Args:
         path: the JSON file (format in docs/format.md).
         image_shape: (H, W) of the paired image; every point must lie inside [0, W] x [0, H],
@@ -121,14 +128,18 @@ def parse_annotation(path: str | Path, image_shape: tuple[int, int],
         One ``(class_index, (K, 2) float32 array of x, y)`` per annotation, in file order.
 
     Raises:
-        AnnotationError: malformed JSON, missing keys, a ``metadata`` size other than the
-            image's, unknown label, a polygon with fewer than 3 points, non-numeric or
-            out-of-image points. The message names the file.
+        AnnotationError: malformed JSON, missing keys, an empty ``annotations`` list, a
+            ``metadata`` size other than the image's, unknown label, a polygon with fewer
+            than 3 points, points that are not numbers or lie outside the image. The message
+            names the file (and the label).
     """
     data = read_json(path, AnnotationError, 'annotation')
     annotations = data.get('annotations') if isinstance(data, dict) else None
     if not isinstance(annotations, list):
         raise AnnotationError(f'{path}: no "annotations" list')
+    if not annotations:
+        raise AnnotationError(f'{path}: "annotations" is empty, no bone is labeled (an image '
+                              'without labels belongs in the test split, without a JSON)')
     height, width = image_shape
     _check_metadata(path, data.get('metadata'), (height, width), image_path)
     polygons = []
@@ -136,13 +147,7 @@ def parse_annotation(path: str | Path, image_shape: tuple[int, int],
         label = ann.get('label') if isinstance(ann, dict) else None
         if label not in CLASS_INDEX:
             raise AnnotationError(f'{path}: annotation {i} has unknown label {label!r}')
-        try:
-            points = np.asarray(ann.get('points'), dtype=np.float32)
-        except (TypeError, ValueError):
-            raise AnnotationError(
-                f'{path}: {label} points are not a list of [x, y] numbers') from None
-        if points.ndim != 2 or points.shape[1] != 2 or not np.isfinite(points).all():
-            raise AnnotationError(f'{path}: {label} points are not a list of [x, y] numbers')
+        points = _points(path, label, ann.get('points'))
         if len(points) < 3:
             raise AnnotationError(f'{path}: {label} polygon has {len(points)} points, needs 3')
         k = first_outside(points, (height, width))
@@ -154,14 +159,38 @@ def parse_annotation(path: str | Path, image_shape: tuple[int, int],
     return polygons
 
 
+def _is_number(value: object) -> bool:
+    """A JSON number: int or float, not a string, not a boolean (a subclass of int)."""
+    return type(value) in (int, float)
+
+
+def _points(path: str | Path, label: str, raw: object) -> np.ndarray:
+    """A polygon's ``points`` as (K, 2) float32 x, y, or an error naming file and label."""
+    problem = None
+    if not isinstance(raw, list):
+        problem = f'got {reprlib.repr(raw)}'
+    else:
+        for k, point in enumerate(raw):
+            if not (isinstance(point, list) and len(point) == 2
+                    and _is_number(point[0]) and _is_number(point[1])):
+                problem = f'point {k} is {reprlib.repr(point)}'
+                break
+    if problem is None:
+        points = np.asarray(raw, dtype=np.float32).reshape(-1, 2)
+        if np.isfinite(points).all():
+            return points
+        problem = 'a coordinate is not finite'
+    raise AnnotationError(f'{path}: {label} points are not a list of [x, y] numbers '
+                          f'({problem})')
+
+
 def _check_metadata(path: str | Path, metadata: object, image_shape: tuple[int, int],
                     image_path: str | Path | None) -> None:
     """Refuse a JSON whose ``metadata`` gives a size other than its image's."""
     if not isinstance(metadata, dict) or not {'height', 'width'} & metadata.keys():
         return  # the labeling tool's size is bookkeeping; without it the points are checked
     size = metadata.get('height'), metadata.get('width')
-    if not all(isinstance(v, (int, float)) and not isinstance(v, bool)
-               and float(v).is_integer() for v in size):
+    if not all(_is_number(v) and float(v).is_integer() for v in size):
         raise AnnotationError(f'{path}: metadata height and width must be integers, got '
                               f'{size[0]!r} and {size[1]!r}')
     size = int(size[0]), int(size[1])

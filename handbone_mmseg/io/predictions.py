@@ -13,8 +13,9 @@ it is writable (the writer: ``handbone_mmseg.convert.predictions.PredictionWrite
 =================================  ==========================================================
 """
 import os
-import tempfile
 from pathlib import Path
+
+from .atomic import probe_write
 
 FORMATS = ('csv', 'png', 'overlay', 'coco', 'npz')
 SUBMISSION = 'submission.csv'
@@ -31,13 +32,13 @@ def check_output_dir(out: str | os.PathLike) -> Path:
     """Create ``out`` if needed and prove it writable, before any work is done.
 
     Raises:
-        ValueError: ``out`` is a file, cannot be created, or refuses a file; names it.
+        ValueError: ``out`` is a file, cannot be created, or refuses the test write
+            (``probe_write``: a full disk or quota too); names it.
     """
     out = Path(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=out):
-            pass
+        probe_write(out)
     except OSError as e:
         raise ValueError(f'{out}: cannot write the outputs here ({e.strerror or e})') from None
     return out

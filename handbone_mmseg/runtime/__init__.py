@@ -5,7 +5,8 @@ torch nor mmseg."""
 from ..utils.lazy import lazy_exports
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, {
-    '.checkpoint': ['check_checkpoint_classes', 'check_checkpoint_fits'],
+    '.checkpoint': ['check_checkpoint_classes', 'check_checkpoint_config', 'check_checkpoint_fits',
+                    'checkpoint_problem'],
     '.distributed': ['exit_if_distributed', 'prepare_launcher'],
-    '.resume': ['WorkDirResumeHook', 'checkpoint_problem', 'resolve_resume'],
+    '.resume': ['WorkDirResumeHook', 'resolve_resume'],
 })

@@ -11,11 +11,12 @@ import os
 import os.path as osp
 import re
 import sys
-import zipfile
 from collections.abc import Callable
 
 from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
+
+from .checkpoint import checkpoint_problem
 
 LAST_CHECKPOINT = 'last_checkpoint'  # mmengine's pointer file in the work dir
 # runtime_info keys holding a checkpoint path: CheckpointHook's best (per key indicator)
@@ -27,24 +28,6 @@ _ITER = re.compile(r'(?:iter|epoch)_(\d+)\.pth')
 def _inside(path: str, folder: str) -> bool:
     path, folder = osp.realpath(path), osp.realpath(folder)
     return osp.commonpath([path, folder]) == folder
-
-
-def checkpoint_problem(path: str) -> str | None:
-    """Why ``path`` cannot be a checkpoint torch loads (missing, empty, truncated), or None.
-
-    Reads the zip directory only (torch's format since 1.6), not the weights.
-    """
-    if not osp.isfile(path):
-        return 'no such file'
-    if osp.getsize(path) == 0:
-        return 'empty file'
-    try:
-        with zipfile.ZipFile(path) as archive:
-            if not any(name.endswith('data.pkl') for name in archive.namelist()):
-                return 'not a torch checkpoint'
-    except (zipfile.BadZipFile, OSError) as e:
-        return f'truncated or not a checkpoint ({e})'
-    return None
 
 
 def _say(message: str) -> None:
