@@ -66,6 +66,12 @@ WHEELS: dict[str, str] = {
     'setuptools': '81.0.0',   # build: >= 77 for torch, < 82 for pkg_resources
     'wheel': '0.48.0',        # build
     'ninja': '1.13.2',        # build: parallel compilation of mmcv's ops
+    # fold_strategy='patient_stratified' (StratifiedGroupKFold), the leaderboard recipe's
+    'scikit-learn': '1.9.1',
+    'joblib': '1.6.0',        # scikit-learn
+    'cloudpickle': '3.1.3',  # joblib
+    'narwhals': '2.29.0',     # scikit-learn
+    'threadpoolctl': '3.8.0',  # scikit-learn
 }
 # Wheels tied to a CPython ABI: also fetched for the dry run's Python (cp311 here).
 COMPILED = ('pycocotools',)

@@ -337,3 +337,42 @@ def test_shipped_recipes_plan(data, tmp_path, name, steps):
     assert len(plan) == steps
     assert all(s.why == 'no stamp' or s.why.startswith('after ')
                for s in status(recipe, plan))
+
+
+def test_slurm_scripts_keep_mmseg_command_lines():
+    import os
+    import subprocess
+    env = dict(os.environ, DRY_RUN='1', GPUS='8', GPUS_PER_NODE='4', PYTHON='py')
+    train = subprocess.run(['bash', str(ROOT / 'tools' / 'slurm_train.sh'), 'gpu', 'hb',
+                            'configs/x.py', '--work-dir', 'w'], env=env, capture_output=True,
+                           text=True, check=True).stdout.split()
+    assert train == ['srun', '-p', 'gpu', '--job-name=hb', '--gres=gpu:4', '--ntasks=8',
+                     '--ntasks-per-node=4', '--cpus-per-task=5', '--kill-on-bad-exit=1', 'py',
+                     '-u', str(ROOT / 'tools' / 'train.py'), 'configs/x.py', '--work-dir', 'w',
+                     '--launcher', 'slurm']
+    test = subprocess.run(['bash', str(ROOT / 'tools' / 'slurm_test.sh'), 'gpu', 'hb',
+                           'configs/x.py', 'x.pth', '--tta'], env=env, capture_output=True,
+                          text=True, check=True).stdout.split()
+    assert test[-6:] == [str(ROOT / 'tools' / 'test.py'), 'configs/x.py', 'x.pth', '--tta',
+                         '--launcher', 'slurm']
+
+
+def test_parallel_folds_train_side_by_side_one_gpu_each(data, tmp_path):
+    path = write_recipe(tmp_path / 'r.py', data, tmp_path / 'w')
+    recipe = load_recipe(path)
+    steps = build_plan(recipe, ROOT / 'tools')
+    ran: list[str] = []
+    fake_run(steps, ran)
+    for step in steps[:4]:  # the 4 trainings: each writes its GPU and start/end times
+        out = tmp_path / step.name.replace('/', '_')
+        step.function = None
+        step.command = (lambda out=out: ['sh', '-c', f'date +%s.%N > {out}; echo '
+                                         f'$CUDA_VISIBLE_DEVICES >> {out}; sleep 1; '
+                                         f'date +%s.%N >> {out}'])
+    done = execute(recipe, steps, parallel_folds=2, echo=lambda line: None)
+    assert done[:4] == [s.name for s in steps[:4]] and len(done) == 17
+    runs = [(tmp_path / s.name.replace('/', '_')).read_text().split() for s in steps[:4]]
+    assert [r[1] for r in runs] == ['0', '1', '0', '1']
+    # two at a time: the second of each pair started before the first ended
+    assert float(runs[1][0]) < float(runs[0][2]) and float(runs[3][0]) < float(runs[2][2])
+    assert float(runs[2][0]) >= float(runs[1][2]) - 0.05

@@ -12,19 +12,8 @@ TOOL=$1
 NPROC=$2
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(dirname "$HERE")
-if [ -n "${PYTHON:-}" ]; then
-    PY=$PYTHON
-    WHY='$PYTHON'
-elif [ -x "$ROOT/.venv/bin/python" ]; then
-    PY=$ROOT/.venv/bin/python
-    WHY='the project venv'
-elif command -v python3 >/dev/null; then
-    PY=$(command -v python3)
-    WHY="no $ROOT/.venv (make setup creates it)"
-else
-    echo "error: no Python: run 'make setup' in $ROOT, or set PYTHON" >&2
-    exit 127
-fi
+# shellcheck source=tools/find_python.sh
+. "$HERE/find_python.sh"
 echo "dist_run.sh: python $PY ($WHY)" >&2
 CMD=("$PY" -m torch.distributed.run
     --nnodes="${NNODES:-1}" --node_rank="${NODE_RANK:-0}" --nproc_per_node="$NPROC"

@@ -13,13 +13,9 @@ PARTITION=$2
 JOB_NAME=$3
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(dirname "$HERE")
-if [ -n "${PYTHON:-}" ]; then
-    PY=$PYTHON
-elif [ -x "$ROOT/.venv/bin/python" ]; then
-    PY=$ROOT/.venv/bin/python
-else
-    PY=$(command -v python3)
-fi
+# shellcheck source=tools/find_python.sh
+. "$HERE/find_python.sh"
+echo "slurm_run.sh: python $PY ($WHY)" >&2
 GPUS=${GPUS:-4}
 GPUS_PER_NODE=${GPUS_PER_NODE:-4}
 CPUS_PER_TASK=${CPUS_PER_TASK:-5}

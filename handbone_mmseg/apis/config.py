@@ -30,7 +30,7 @@ from .switches import DATALOADERS, SWITCH_NAMES, apply_switches
 
 # Config variables that the dataset base copies into the dataloaders at parse time; set as
 # overrides they would otherwise change nothing.
-DATASET_VARIABLES = ('data_root', 'n_folds', 'fold')
+DATASET_VARIABLES = ('data_root', 'n_folds', 'fold', 'fold_strategy')
 # The plugin's own top-level switches: known keys even in a config that lacks the bases.
 SWITCHES = (*SWITCH_NAMES, *DATASET_VARIABLES)
 # Top-level keys that mmengine's Runner reads though no base config sets them.

@@ -165,6 +165,10 @@ def _check_fold_integers(node: MutableMapping, prefix: str) -> None:
     if 'fold' in node and 'n_folds' in node and node['fold'] >= node['n_folds']:
         raise ValueError(f'{prefix}fold must be less than n_folds ({node["n_folds"]}), '
                          f'got {node["fold"]}')
+    strategies = ('patient', 'patient_stratified')  # datasets.folds.FOLD_STRATEGIES
+    if node.get('fold_strategy', 'patient') not in strategies:
+        raise ValueError(f'{prefix}fold_strategy must be one of {strategies}, got '
+                         f'{node["fold_strategy"]!r}')
 
 
 def _pipelines(cfg: MutableMapping) -> list[tuple[bool, list]]:

@@ -2,7 +2,6 @@
 import warnings
 from collections.abc import Sequence
 
-import numpy as np
 from mmseg.datasets import BaseSegDataset
 from mmseg.registry import DATASETS
 
@@ -10,19 +9,11 @@ from ..classes import CLASSES, PALETTE
 from ..io.annotations import AnnotationError
 from ..io.images import DATASET_SUFFIXES, decode_errors
 from ..io.layout import index_images
+from .folds import FOLD_STRATEGIES, assign_folds, patient_folds
+
+__all__ = ['HandBoneDataset', 'patient_folds']  # patient_folds: its old home
 
 SPLITS = ('train', 'val', 'all')
-
-
-def patient_folds(patients: list[str], n_folds: int, seed: int = 0) -> dict[str, int]:
-    """Assign each patient to one of ``n_folds`` folds, deterministically.
-
-    Patients are sorted, shuffled with ``seed`` and dealt round-robin, so fold sizes differ
-    by at most one patient and both images of a patient always land in the same fold.
-    """
-    ordered = sorted(set(patients))
-    order = np.random.default_rng(seed).permutation(len(ordered))
-    return {ordered[j]: i % n_folds for i, j in enumerate(order)}
 
 
 @DATASETS.register_module()
@@ -40,6 +31,10 @@ class HandBoneDataset(BaseSegDataset):
             image root (``IDxxx``).
         fold: the validation fold, ``0 <= fold < n_folds``.
         fold_seed: seed of the patient shuffle that defines the folds.
+        fold_strategy: ``'patient'`` (patients dealt round-robin) or
+            ``'patient_stratified'`` (scikit-learn's ``StratifiedGroupKFold``: patients kept
+            whole, wrist angle and hand side balanced across folds; every JSON of the
+            labeled images is read to tell them): see ``datasets.folds``.
         skip_invalid: warn and drop unusable labeled images (missing JSON, bad JSON, PNG
             header or DICOM, an image that does not decode) instead of raising. A JSON with
             an empty ``annotations`` list is one of them, not 29 empty masks: the dataset
@@ -70,6 +65,7 @@ class HandBoneDataset(BaseSegDataset):
                  n_folds: int = 5,
                  fold: int = 0,
                  fold_seed: int = 0,
+                 fold_strategy: str = 'patient',
                  skip_invalid: bool = False,
                  check_pixels: bool | None = None,
                  img_suffix: str | Sequence[str] = DATASET_SUFFIXES,
@@ -81,7 +77,11 @@ class HandBoneDataset(BaseSegDataset):
         if split != 'all' and not (n_folds >= 2 and 0 <= fold < n_folds):
             raise ValueError(f'need n_folds >= 2 and 0 <= fold < n_folds, got n_folds='
                              f'{n_folds}, fold={fold}')
+        if fold_strategy not in FOLD_STRATEGIES:
+            raise ValueError(f'fold_strategy must be one of {FOLD_STRATEGIES}, got '
+                             f'{fold_strategy!r}')
         self.split, self.n_folds, self.fold, self.fold_seed = split, n_folds, fold, fold_seed
+        self.fold_strategy = fold_strategy
         self.skip_invalid = skip_invalid
         self.check_pixels = split == 'val' if check_pixels is None else check_pixels
         super().__init__(img_suffix=img_suffix, seg_map_suffix=seg_map_suffix,
@@ -105,21 +105,33 @@ class HandBoneDataset(BaseSegDataset):
 
     def load_data_list(self) -> list[dict]:
         """Pair, check and split the files; labeled entries carry their parsed polygons."""
-        def select(patients: list[str]) -> set[str]:
-            if self.split == 'all':
-                return set(patients)
+        def check_patients(patients: list[str]) -> None:
             n_patients = len(set(patients))
             if self.n_folds > n_patients:
                 raise ValueError(f'{self.data_prefix["img_path"]}: n_folds={self.n_folds} '
                                  f'but only {n_patients} patients; every fold needs a patient')
-            folds = patient_folds(patients, self.n_folds, self.fold_seed)
+
+        def in_split(folds: dict[str, int]) -> set[str]:
             return {p for p, fold in folds.items()
                     if (fold == self.fold) == (self.split == 'val')}
 
+        def select(patients: list[str]) -> set[str]:
+            if self.split == 'all':
+                return set(patients)
+            check_patients(patients)
+            return in_split(patient_folds(patients, self.n_folds, self.fold_seed))
+
+        # stratified folds need every labeled image's pose, so every JSON, before splitting
+        stratified = self.split != 'all' and self.fold_strategy != 'patient'
         data_list = index_images(self.data_prefix['img_path'],
                                  self.data_prefix.get('seg_map_path') or None,
                                  self.img_suffix, self.seg_map_suffix, self.data_root,
-                                 select, self._reject)
+                                 None if stratified else select, self._reject)
+        if stratified:
+            check_patients([info['patient'] for info in data_list])
+            keep = in_split(assign_folds(data_list, self.n_folds, self.fold_strategy,
+                                         self.fold_seed))
+            data_list = [info for info in data_list if info['patient'] in keep]
         for info in data_list:
             info.update(label_map=self.label_map, reduce_zero_label=False, seg_fields=[])
         if self.check_pixels:

@@ -45,6 +45,18 @@ def run_step(recipe: Recipe, step: Step, deps: dict[str, str], gpu: int | None =
         StepFailed: the step failed; its stamp stays absent, so a rerun runs it again.
     """
     remove_stamp(recipe, step)
+    seconds = perform(step, gpu)
+    # the inputs as they were used: a checkpoint exists only once its training ran
+    write_stamp(recipe, step, step_parts(step, deps), seconds)
+    return seconds
+
+
+def perform(step: Step, gpu: int | None = None) -> float:
+    """Run a step's command or function, its output in ``step.log``; its seconds.
+
+    Raises:
+        StepFailed: it failed (names the step and its log).
+    """
     step.folder.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     log = step.folder / 'step.log'
@@ -66,10 +78,7 @@ def run_step(recipe: Recipe, step: Step, deps: dict[str, str], gpu: int | None =
             step.function(step)
         except (ValueError, OSError) as e:
             raise StepFailed(f'{step.name} failed: {e}') from None
-    seconds = time.perf_counter() - start
-    # the inputs as they were used: a checkpoint exists only once its training ran
-    write_stamp(recipe, step, step_parts(step, deps), seconds)
-    return seconds
+    return time.perf_counter() - start
 
 
 def execute(recipe: Recipe, steps: list[Step], only: Sequence[str] = (),
@@ -115,11 +124,15 @@ def execute(recipe: Recipe, steps: list[Step], only: Sequence[str] = (),
             finish(i, step, seconds)
             i += 1
             continue
+        for j in batch:
+            remove_stamp(recipe, steps[j])
+        # threads only wait for the commands; the stamps (which load configs, and
+        # pkg_resources is not thread-safe) are written here, one by one
         with ThreadPoolExecutor(len(batch)) as pool:
-            futures = [pool.submit(run_step, recipe, steps[j], deps_of(steps[j]), gpu)
-                       for gpu, j in enumerate(batch)]
+            futures = [pool.submit(perform, steps[j], gpu) for gpu, j in enumerate(batch)]
             results = [f.result() for f in futures]
         for j, seconds in zip(batch, results):
+            write_stamp(recipe, steps[j], step_parts(steps[j], deps_of(steps[j])), seconds)
             ran.append(steps[j].name)
             finish(j, steps[j], seconds)
         i = batch[-1] + 1

@@ -103,7 +103,7 @@ def _python() -> str:
 def model_options(recipe: Recipe, model: ModelSpec, fold: int) -> dict:
     """The overrides of one model's fold: the recipe's data and fold, then the model's own."""
     return dict(data_root=recipe.data_root, n_folds=recipe.n_folds, fold=fold,
-                **model.cfg_options)
+                fold_strategy=recipe.fold_strategy, **model.cfg_options)
 
 
 def config_text(recipe: Recipe, model: ModelSpec, fold: int) -> str:

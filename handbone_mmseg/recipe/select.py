@@ -71,18 +71,18 @@ def pool_dumps(fold_dumps: dict[int, str | Path], out: str | Path) -> ProbDump:
 
 
 def check_out_of_fold(pool: ProbDump, labels: dict[str, dict], n_folds: int,
-                      fold_seed: int = 0) -> None:
+                      strategy: str = 'patient', fold_seed: int = 0) -> None:
     """Refuse a pooled prediction made by a model that trained on its image.
 
     The fold of each image's patient is recomputed as the dataset splits them
-    (``datasets.handbone.patient_folds``); the image's prediction must come from the model
+    (``datasets.folds.assign_folds``); the image's prediction must come from the model
     whose validation fold that is, and every labeled image must have one.
 
     Raises:
         ValueError: names the image, its fold and the fold whose model predicted it.
     """
-    from ..datasets.handbone import patient_folds
-    folds = patient_folds([info['patient'] for info in labels.values()], n_folds, fold_seed)
+    from ..datasets.folds import assign_folds
+    folds = assign_folds(list(labels.values()), n_folds, strategy, fold_seed)
     missing = sorted(set(labels) - set(pool.images))
     if missing:
         raise ValueError(f'{pool.folder}: no out-of-fold prediction of {missing[0]} '
@@ -152,7 +152,7 @@ def pool_step(recipe: Recipe, model: str) -> Callable:
         pool = pool_dumps({k: Path(recipe.work_dir) / model / f'fold{k}' / 'oof' / 'probs'
                            for k in recipe.folds}, step.folder / 'probs')
         if len(recipe.folds) == recipe.n_folds:  # with some folds only, the pool is partial
-            check_out_of_fold(pool, _labels(recipe), recipe.n_folds)
+            check_out_of_fold(pool, _labels(recipe), recipe.n_folds, recipe.fold_strategy)
     return run
 
 

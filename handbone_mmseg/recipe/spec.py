@@ -6,6 +6,7 @@ A recipe is an mmengine-style Python config (``recipes/leaderboard.py``,
     data_root = 'data/handbone'
     work_dir = 'work_dirs/recipe'
     n_folds = 5                       # patient-grouped folds of the labeled images
+    fold_strategy = 'patient_stratified'   # or 'patient' (the dataset base's switch)
     folds = [0, 1, 2, 3, 4]           # which of them to train (all: the pooled OOF covers all)
     tta = True                        # tools/test.py --tta for every dump
     models = dict(                    # name -> a config, its overrides, GPUs per training
@@ -60,6 +61,7 @@ class Recipe:
     weight_grid: tuple[float, ...]
     test_img_dir: str
     prob_scale: float = 1.0
+    fold_strategy: str = 'patient'
 
     def model(self, name: str) -> ModelSpec:
         return next(m for m in self.models if m.name == name)
@@ -155,6 +157,10 @@ def load_recipe(path: str | os.PathLike, cfg_options: dict | None = None) -> Rec
     test_root = Path(cfg.data_root) / test_dir
     if not test_root.is_dir() or not find_images(test_root):
         raise RecipeError(f'{path}: test_img_dir: no images in {test_root}')
+    strategy = cfg.get('fold_strategy', 'patient')
+    if strategy not in ('patient', 'patient_stratified'):
+        raise RecipeError(f"{path}: fold_strategy must be 'patient' or 'patient_stratified', "
+                          f'got {strategy!r}')
     return Recipe(path, str(cfg.data_root), str(cfg.work_dir), n_folds, folds,
                   bool(cfg.get('tta', False)), tuple(models), candidates, grid, test_dir,
-                  float(cfg.get('prob_scale', 1.0)))
+                  float(cfg.get('prob_scale', 1.0)), strategy)

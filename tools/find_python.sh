@@ -1,0 +1,15 @@
+# Sourced by the launchers (dist_run.sh, slurm_run.sh): sets PY to $PYTHON if set, else the
+# project's .venv (made by `make setup`), else python3, and WHY to the reason; needs ROOT.
+if [ -n "${PYTHON:-}" ]; then
+    PY=$PYTHON
+    WHY='$PYTHON'
+elif [ -x "$ROOT/.venv/bin/python" ]; then
+    PY=$ROOT/.venv/bin/python
+    WHY='the project venv'
+elif command -v python3 >/dev/null; then
+    PY=$(command -v python3)
+    WHY="no $ROOT/.venv (make setup creates it)"
+else
+    echo "error: no Python: run 'make setup' in $ROOT, or set PYTHON" >&2
+    exit 127
+fi
