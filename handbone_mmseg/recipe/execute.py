@@ -2,10 +2,11 @@
 import os
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from fnmatch import fnmatch
 
+from ..utils.progress import track
 from .plan import Step, StepState, remove_stamp, status, step_parts, write_stamp
 from .spec import Recipe
 
@@ -83,7 +84,8 @@ def perform(step: Step, gpu: int | None = None) -> float:
 
 def execute(recipe: Recipe, steps: list[Step], only: Sequence[str] = (),
             start: str | None = None, parallel_folds: int = 1, echo=print) -> list[str]:
-    """Run what is not done; one line per step (``[3/14] oof/unet/fold0 ran in 12.1 s``).
+    """Run what is not done; one line per step (``[3/14] oof/unet/fold0 ran in 12.1 s``)
+    and, on a terminal, a progress bar over the whole plan.
 
     ``parallel_folds`` > 1 trains that many folds side by side (consecutive training steps:
     the plan lists every training first), each on its own GPU (``CUDA_VISIBLE_DEVICES``).
@@ -105,13 +107,14 @@ def execute(recipe: Recipe, steps: list[Step], only: Sequence[str] = (),
         what = 'done' if seconds is None else f'ran in {seconds:.1f} s'
         echo(f'[{i + 1}/{total}] {step.name}: {what}')
 
-    i = 0
-    while i < total:
+    def run_from(i: int) -> Iterator[None]:
+        """Step ``i`` (or, with ``parallel_folds``, a batch of trainings from it); yields
+        once per finished step and returns the index after it."""
         step = steps[i]
         if step.name not in chosen:
             finish(i, step, None)
-            i += 1
-            continue
+            yield
+            return i + 1
         batch = [i]
         if parallel_folds > 1 and step.name.startswith('train/'):
             while (len(batch) < parallel_folds and batch[-1] + 1 < total
@@ -122,8 +125,8 @@ def execute(recipe: Recipe, steps: list[Step], only: Sequence[str] = (),
             seconds = run_step(recipe, step, deps_of(step))
             ran.append(step.name)
             finish(i, step, seconds)
-            i += 1
-            continue
+            yield
+            return i + 1
         for j in batch:
             remove_stamp(recipe, steps[j])
         # threads only wait for the commands; the stamps (which load configs, and
@@ -135,7 +138,16 @@ def execute(recipe: Recipe, steps: list[Step], only: Sequence[str] = (),
             write_stamp(recipe, steps[j], step_parts(steps[j], deps_of(steps[j])), seconds)
             ran.append(steps[j].name)
             finish(j, steps[j], seconds)
-        i = batch[-1] + 1
+            yield
+        return batch[-1] + 1
+
+    def run_all() -> Iterator[None]:
+        i = 0
+        while i < total:
+            i = yield from run_from(i)
+
+    for _ in track(run_all(), total=total, description='recipe'):  # a bar on a terminal
+        pass
     return ran
 
 
