@@ -24,10 +24,11 @@ from handbone_mmseg.phantom import generate_phantom
 from helpers import ROOT, free_port, load_tool
 
 CONFIGS = sorted(p.stem for p in (ROOT / 'configs').glob('*.py'))
-# the three largest encoders (HRNet-W64 twice, ResNeXt101 32x8d: 0.9 to 1.8 GB checkpoints
-# with EMA and Adam states) run with `make test-all`; the rest in every `make test`
+# the largest encoders (HRNet-W64 twice, ResNeXt101 32x8d: 0.9 to 1.8 GB checkpoints with EMA
+# and Adam states) and the two dilated ResNet-101s (40 to 75 s each here) run with
+# `make test-all`; the rest, the EMA, cascade and SyncBN cases among them, in `make test`
 LARGE = {'unetpp_hrnet_w64_handbone', 'wrist_unetpp_hrnet_w64_handbone',
-         'unet_resnext101_handbone'}
+         'unet_resnext101_handbone', 'deeplabv3plus_r101_handbone', 'fcn_r101_handbone'}
 SMALL = ['train_scale=(64,64)', 'crop_size=(64,64)', 'test_scale=(64,64)',
          'train_cfg.max_iters=2', 'train_cfg.val_interval=2',
          'default_hooks.checkpoint.interval=2', 'default_hooks.logger.interval=1',
