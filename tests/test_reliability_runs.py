@@ -62,7 +62,7 @@ def test_dist_train_uses_the_venv_without_python_on_path(tmp_path):
 
 def test_dist_run_without_venv_takes_python3_and_says_why(tmp_path):
     (tmp_path / 'tools').mkdir()
-    for script in ('dist_run.sh', 'find_python.sh'):
+    for script in ('dist_run.sh', 'launcher.sh'):
         shutil.copy(ROOT / 'tools' / script, tmp_path / 'tools')
     path = _bin_without_python(tmp_path)
     (Path(path) / 'python3').symlink_to(sys.executable)

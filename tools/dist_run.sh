@@ -12,16 +12,11 @@ TOOL=$1
 NPROC=$2
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(dirname "$HERE")
-# shellcheck source=tools/find_python.sh
-. "$HERE/find_python.sh"
+# shellcheck source=tools/launcher.sh
+. "$HERE/launcher.sh"
 echo "dist_run.sh: python $PY ($WHY)" >&2
 CMD=("$PY" -m torch.distributed.run
     --nnodes="${NNODES:-1}" --node_rank="${NODE_RANK:-0}" --nproc_per_node="$NPROC"
     --master_addr="${MASTER_ADDR:-127.0.0.1}" --master_port="${MASTER_PORT:-${PORT:-29500}}"
     "$HERE/$TOOL" "${@:3}" --launcher pytorch)
-if [ -n "${DRY_RUN:-}" ]; then
-    printf '%q ' "${CMD[@]}"
-    echo
-    exit 0
-fi
-PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" exec "${CMD[@]}"
+launch "${CMD[@]}"

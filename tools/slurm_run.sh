@@ -13,8 +13,8 @@ PARTITION=$2
 JOB_NAME=$3
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(dirname "$HERE")
-# shellcheck source=tools/find_python.sh
-. "$HERE/find_python.sh"
+# shellcheck source=tools/launcher.sh
+. "$HERE/launcher.sh"
 echo "slurm_run.sh: python $PY ($WHY)" >&2
 GPUS=${GPUS:-4}
 GPUS_PER_NODE=${GPUS_PER_NODE:-4}
@@ -24,9 +24,4 @@ EXTRA=(${SRUN_ARGS:-})
 CMD=(srun -p "$PARTITION" --job-name="$JOB_NAME" --gres=gpu:"$GPUS_PER_NODE"
     --ntasks="$GPUS" --ntasks-per-node="$GPUS_PER_NODE" --cpus-per-task="$CPUS_PER_TASK"
     --kill-on-bad-exit=1 "${EXTRA[@]}" "$PY" -u "$HERE/$TOOL" "${@:4}" --launcher slurm)
-if [ -n "${DRY_RUN:-}" ]; then
-    printf '%q ' "${CMD[@]}"
-    echo
-    exit 0
-fi
-PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" exec "${CMD[@]}"
+launch "${CMD[@]}"

@@ -157,9 +157,8 @@ def check_sync_bn(cfg: MutableMapping, source: str = 'the config') -> None:
     Raises:
         ValueError: one line naming ``sync_bn`` and what to set instead.
     """
-    model = cfg.get('model') or {}
-    model = model.get('module', model) if 'backbone' not in model else model
-    backbone = (model.get('backbone') or {}).get('type')
+    from .switches import segmentor
+    backbone = (segmentor(cfg).get('backbone') or {}).get('type')
     if cfg.get('sync_bn') is not None and backbone == 'HandBoneTIMMBackbone':
         raise ValueError(f'{source}: sync_bn={cfg["sync_bn"]!r} would replace the timm '
                          "encoder's BatchNormAct2d layers and drop their activations; set "

@@ -9,8 +9,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..classes import CLASS_INDEX
+from .labels import Polygon
 
-Polygon = tuple[int, np.ndarray]  # (class index, (K, 2) x, y points)
 FOREARM = ('Radius', 'Ulna')
 MIDDLE_FINGER = ('finger-11', 'finger-8')  # its metacarpal, its distal phalanx
 THUMB, LITTLE = ('finger-1', 'finger-2', 'finger-3'), ('finger-16', 'finger-17', 'finger-18',

@@ -36,11 +36,11 @@ def select_steps(states: list[StepState], only: Sequence[str] = (), start: str |
 
 
 def run_step(recipe: Recipe, step: Step, deps: dict[str, str], gpu: int | None = None
-             ) -> float:
+             ) -> tuple[float, dict]:
     """Run one step: no stamp while it runs, its output in ``step.log``, a stamp when done.
 
     Returns:
-        Its seconds.
+        Its seconds, and the parts its stamp records (``step_parts``).
 
     Raises:
         StepFailed: the step failed; its stamp stays absent, so a rerun runs it again.
@@ -48,8 +48,9 @@ def run_step(recipe: Recipe, step: Step, deps: dict[str, str], gpu: int | None =
     remove_stamp(recipe, step)
     seconds = perform(step, gpu)
     # the inputs as they were used: a checkpoint exists only once its training ran
-    write_stamp(recipe, step, step_parts(step, deps), seconds)
-    return seconds
+    parts = step_parts(step, deps)
+    write_stamp(recipe, step, parts, seconds)
+    return seconds, parts
 
 
 def perform(step: Step, gpu: int | None = None) -> float:
@@ -102,8 +103,17 @@ def execute(recipe: Recipe, steps: list[Step], only: Sequence[str] = (),
     def deps_of(step: Step) -> dict[str, str]:
         return {d: digests[d] for d in step.deps}
 
-    def finish(i: int, step: Step, seconds: float | None) -> None:
-        digests[step.name] = step_parts(step, deps_of(step))['self']
+    checked = {s.step.name: s.parts for s in states}
+
+    def finish(i: int, step: Step, seconds: float | None, parts: dict | None = None) -> None:
+        """Record a step's digest for the steps after it, and say what happened."""
+        if parts is None:
+            # a step left as it was, after deps left as they were, keeps the parts status()
+            # computed (for a training, that loads its config once, not twice)
+            parts = checked[step.name]
+            if parts['deps'] != deps_of(step):
+                parts = step_parts(step, deps_of(step))
+        digests[step.name] = parts['self']
         what = 'done' if seconds is None else f'ran in {seconds:.1f} s'
         echo(f'[{i + 1}/{total}] {step.name}: {what}')
 
@@ -122,9 +132,9 @@ def execute(recipe: Recipe, steps: list[Step], only: Sequence[str] = (),
                    and steps[batch[-1] + 1].name in chosen):
                 batch.append(batch[-1] + 1)
         if len(batch) == 1:
-            seconds = run_step(recipe, step, deps_of(step))
+            seconds, parts = run_step(recipe, step, deps_of(step))
             ran.append(step.name)
-            finish(i, step, seconds)
+            finish(i, step, seconds, parts)
             yield
             return i + 1
         for j in batch:
@@ -135,9 +145,10 @@ def execute(recipe: Recipe, steps: list[Step], only: Sequence[str] = (),
             futures = [pool.submit(perform, steps[j], gpu) for gpu, j in enumerate(batch)]
             results = [f.result() for f in futures]
         for j, seconds in zip(batch, results):
-            write_stamp(recipe, steps[j], step_parts(steps[j], deps_of(steps[j])), seconds)
+            parts = step_parts(steps[j], deps_of(steps[j]))
+            write_stamp(recipe, steps[j], parts, seconds)
             ran.append(steps[j].name)
-            finish(j, steps[j], seconds)
+            finish(j, steps[j], seconds, parts)
             yield
         return batch[-1] + 1
 

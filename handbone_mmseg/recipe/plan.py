@@ -22,6 +22,7 @@ when a part of its digest changed, or when a step it depends on runs (``status``
 import hashlib
 import json
 import os
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -95,11 +96,6 @@ def cfg_option_args(options: dict) -> list[str]:
     return [f'{k}={v if isinstance(v, str) else repr(v)}' for k, v in options.items()]
 
 
-def _python() -> str:
-    import sys
-    return sys.executable
-
-
 def model_options(recipe: Recipe, model: ModelSpec, fold: int) -> dict:
     """The overrides of one model's fold: the recipe's data and fold, then the model's own."""
     return dict(data_root=recipe.data_root, n_folds=recipe.n_folds, fold=fold,
@@ -130,12 +126,12 @@ def build_plan(recipe: Recipe, tools: Path) -> list[Step]:
     ordered = sorted(recipe.models, key=lambda m: m.boxes_from is not None)
     for model in ordered:
         for fold in recipe.folds:
-            base = work / model.name / f'fold{fold}'
+            base = recipe.fold_dir(model.name, fold)
             options = cfg_option_args(model_options(recipe, model, fold))
             train_dir = base / 'train'
 
             def train_command(model=model, train_dir=train_dir, options=options) -> list[str]:
-                launch = ([_python(), str(tools / 'train.py'), model.config] if model.gpus == 1
+                launch = ([sys.executable, str(tools / 'train.py'), model.config] if model.gpus == 1
                           else ['bash', str(tools / 'dist_train.sh'), model.config,
                                 str(model.gpus)])
                 return [*launch, '--work-dir', str(train_dir), '--resume',
@@ -158,13 +154,13 @@ def build_plan(recipe: Recipe, tools: Path) -> list[Step]:
                              out=base / 'oof', fold=fold) -> list[str]:
                 checkpoint = last_checkpoint(train_dir)
                 roi = [] if model.boxes_from is None else [
-                    '--roi-from', str(work / model.boxes_from / f'fold{fold}'
+                    '--roi-from', str(recipe.fold_dir(model.boxes_from, fold)
                                       / ('oof' if split == 'val' else 'test') / 'probs')]
                 split_args = ['--split', 'val'] if split == 'val' else [
                     '--prob-scale', str(recipe.prob_scale)]
                 test_options = [] if split == 'val' else [
                     f'test_dataloader.dataset.data_prefix.img_path={recipe.test_img_dir}']
-                return [_python(), str(tools / 'test.py'), model.config, str(checkpoint),
+                return [sys.executable, str(tools / 'test.py'), model.config, str(checkpoint),
                         *split_args, *tta, *roi, '--out', str(out), '--save-probs',
                         '--work-dir', str(out / 'work'),
                         '--cfg-options', *options, *test_options]

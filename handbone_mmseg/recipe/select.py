@@ -149,7 +149,7 @@ def _labels(recipe: Recipe) -> dict[str, dict]:
 def pool_step(recipe: Recipe, model: str) -> Callable:
     """The ``pool/M`` step: pool M's fold dumps and check that none leaks."""
     def run(step) -> None:
-        pool = pool_dumps({k: Path(recipe.work_dir) / model / f'fold{k}' / 'oof' / 'probs'
+        pool = pool_dumps({k: recipe.fold_dir(model, k) / 'oof' / 'probs'
                            for k in recipe.folds}, step.folder / 'probs')
         if len(recipe.folds) == recipe.n_folds:  # with some folds only, the pool is partial
             check_out_of_fold(pool, _labels(recipe), recipe.n_folds, recipe.fold_strategy)
@@ -188,8 +188,7 @@ def submission_command(recipe: Recipe, tools: Path) -> Callable[[], list[str]]:
         for model, weight in zip(selection['chosen']['models'],
                                  selection['chosen']['weights']):
             for fold in recipe.folds:
-                dumps.append(str(Path(recipe.work_dir) / model / f'fold{fold}' / 'test'
-                                 / 'probs'))
+                dumps.append(str(recipe.fold_dir(model, fold) / 'test' / 'probs'))
                 weights.append(f'{weight:g}')
         return [sys.executable, str(tools / 'ensemble.py'), *dumps, '--weights', *weights,
                 '--thresholds', str(Path(recipe.work_dir) / 'select' / THRESHOLDS),

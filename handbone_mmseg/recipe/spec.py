@@ -63,8 +63,10 @@ class Recipe:
     prob_scale: float = 1.0
     fold_strategy: str = 'patient'
 
-    def model(self, name: str) -> ModelSpec:
-        return next(m for m in self.models if m.name == name)
+    def fold_dir(self, model: str, fold: int) -> Path:
+        """Where model ``model``'s fold ``fold`` keeps its training (``train``) and dumps
+        (``oof/probs``, ``test/probs``)."""
+        return Path(self.work_dir) / model / f'fold{fold}'
 
 
 def _candidates(ensembles: dict, names: list[str], where: str) -> tuple[tuple[str, ...], ...]:
@@ -96,6 +98,7 @@ def load_recipe(path: str | os.PathLike, cfg_options: dict | None = None) -> Rec
             one line naming the recipe file and key.
     """
     from ..apis import load_config
+    from ..datasets.folds import FOLD_STRATEGIES
     from ..io.images import find_images
     path = os.fspath(path)
     if not osp.isfile(path):
@@ -158,9 +161,9 @@ def load_recipe(path: str | os.PathLike, cfg_options: dict | None = None) -> Rec
     if not test_root.is_dir() or not find_images(test_root):
         raise RecipeError(f'{path}: test_img_dir: no images in {test_root}')
     strategy = cfg.get('fold_strategy', 'patient')
-    if strategy not in ('patient', 'patient_stratified'):
-        raise RecipeError(f"{path}: fold_strategy must be 'patient' or 'patient_stratified', "
-                          f'got {strategy!r}')
+    if strategy not in FOLD_STRATEGIES:
+        raise RecipeError(f'{path}: fold_strategy must be one of {FOLD_STRATEGIES}, got '
+                          f'{strategy!r}')
     return Recipe(path, str(cfg.data_root), str(cfg.work_dir), n_folds, folds,
                   bool(cfg.get('tta', False)), tuple(models), candidates, grid, test_dir,
                   float(cfg.get('prob_scale', 1.0)), strategy)
