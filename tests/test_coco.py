@@ -312,3 +312,18 @@ def test_from_coco_refuses_an_empty_rle_mask(tmp_path):
         f"error: {coco}: annotation 12 (annotations[0]) of image 3 ('ID001/a.png'): Ulna RLE "
         'mask is empty (no pixel set); remove the annotation or draw the bone')
     assert not (tmp_path / 'out').exists()
+
+
+def test_from_coco_leaves_out_an_image_without_annotations(tmp_path, capsys):
+    """Before: its JSON was written with an empty annotation list, which the dataset refuses."""
+    coco = coco_file(tmp_path / 'export.json', [(3, 'ID001/a.png'), (4, 'ID001/b.png')],
+                     [polygon([10, 10, 50, 10, 50, 50])])
+    sources = tmp_path / 'src' / 'ID001'
+    sources.mkdir(parents=True)
+    for name in ('a.png', 'b.png'):
+        (sources / name).write_bytes(b'png')
+    from_coco(coco, tmp_path / 'out', '--images', str(tmp_path / 'src'))
+    assert files_under(tmp_path / 'out') == [tmp_path / 'out' / 'DCM' / 'ID001' / 'a.png',
+                                            tmp_path / 'out' / 'outputs_json' / 'ID001' / 'a.json']
+    assert capsys.readouterr().out.endswith(
+        '; 1 images without annotations left out (ID001/b.png)\n')

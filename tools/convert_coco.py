@@ -62,12 +62,19 @@ def to_coco(args: argparse.Namespace) -> str:
 
 
 def from_coco(args: argparse.Namespace) -> str:
-    # every check before the first file is written; write_coco_images checks its paths
+    # every check before the first file is written, on every image's name (untrusted)
     images = read_coco(args.coco)
     out = Path(args.out)
-    sources, targets = [], []
+    targets = (output_paths(images, out / args.img_dir, args.coco)
+               if args.images is not None else [None] * len(images))
+    output_paths(images, out / args.ann_dir, args.coco, '.json')
+    # an image without a single bone is unlabeled, not labeled empty: the dataset refuses
+    # an empty annotation list, so neither its JSON nor its copy goes into the labeled tree
+    unlabeled = [image.file_name for image in images if not image.polygons]
+    targets = [t for image, t in zip(images, targets) if image.polygons]
+    images = [image for image in images if image.polygons]
+    sources = []
     if args.images is not None:
-        targets = output_paths(images, out / args.img_dir, args.coco)
         for image in images:  # its name is checked: relative, without '..'
             source = Path(args.images) / image.file_name
             if not source.is_file():
@@ -82,7 +89,10 @@ def from_coco(args: argparse.Namespace) -> str:
     polygons = sum(len(image.polygons) for image in images)
     return (f'{len(written)} images, {polygons} polygons -> {out / args.ann_dir}'
             + (f', images -> {out / args.img_dir}' if sources else '')
-            + (f' ({holes} holes in RLE masks filled)' if holes else ''))
+            + (f' ({holes} holes in RLE masks filled)' if holes else '')
+            + (f'; {len(unlabeled)} images without annotations left out '
+               f'({", ".join(unlabeled[:3])}{", ..." if len(unlabeled) > 3 else ""})'
+               if unlabeled else ''))
 
 
 def main(argv: list[str] | None = None) -> int:
