@@ -215,3 +215,17 @@ def test_sizes_that_switches_write_are_refused_naming_the_variable(key, owner):
     assert str(error.value) == (f'--cfg-options {key}: written from the config\'s {owner} '
                                 f'variable; override {owner} instead (it reaches every '
                                 'pipeline and the data preprocessor)')
+
+
+def test_loss_scale_takes_the_grad_scalers_arguments():
+    """Before: ``optim_wrapper.loss_scale.growth_interval`` was refused (a dict without a
+    ``type``, which AmpOptimWrapper passes to torch's GradScaler)."""
+    cfg = Config(dict(optim_wrapper=dict(type='AmpOptimWrapper',
+                                         loss_scale=dict(init_scale=2.0 ** 24))))
+    check_cfg_options(cfg, {'optim_wrapper.loss_scale.growth_interval': 1000}, 'amp.py')
+    with pytest.raises(ValueError) as error:
+        check_cfg_options(cfg, {'optim_wrapper.loss_scale.growth_intervl': 1000}, 'amp.py')
+    assert str(error.value) == (
+        "--cfg-options optim_wrapper.loss_scale.growth_intervl: optim_wrapper.loss_scale "
+        "takes no argument 'growth_intervl' (did you mean "
+        "optim_wrapper.loss_scale.growth_interval?)")

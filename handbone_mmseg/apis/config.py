@@ -41,6 +41,16 @@ RUNNER_KEYS = frozenset(inspect.signature(Runner.__init__).parameters) - {'self'
 TYPO_RATIO = 0.85
 
 
+def _grad_scaler_arguments() -> set[str]:
+    from torch.cuda.amp import GradScaler  # what AmpOptimWrapper builds from the dict
+    return set(inspect.signature(GradScaler.__init__).parameters) - {'self'}
+
+
+# dicts a class unpacks into another callable's keyword arguments (no ``type`` to look up):
+# a new key there must be an argument of that callable
+KWARGS_OF = {'loss_scale': _grad_scaler_arguments}
+
+
 def load_config(path: str | os.PathLike, cfg_options: dict | None = None,
                 work_dir: str | None = None, launcher: str = 'none') -> Config:
     """The config a run uses: the file, the overrides, the switches, a work dir.
@@ -181,6 +191,13 @@ def _key_problem(tree: dict, key: str, source: str) -> str | None:
         siblings = [k for k in node if isinstance(k, str)]
         if difflib.get_close_matches(part, siblings, n=1, cutoff=TYPO_RATIO):
             return MISSING
+        if parts[depth - 1] in KWARGS_OF:
+            accepted = KWARGS_OF[parts[depth - 1]]()
+            if part in accepted:
+                return None
+            near = difflib.get_close_matches(part, sorted(accepted), n=1)
+            return (f'{prefix} takes no argument {part!r}'
+                    + (f' (did you mean {prefix}.{near[0]}?)' if near else ''))
         # mmcv's layer builders take keys of their own (norm_cfg's requires_grad)
         if arguments is not None and arguments[1] and not parts[depth - 1].endswith('_cfg'):
             near = difflib.get_close_matches(part, sorted(arguments[0]), n=1)
