@@ -229,3 +229,17 @@ def test_loss_scale_takes_the_grad_scalers_arguments():
         "--cfg-options optim_wrapper.loss_scale.growth_intervl: optim_wrapper.loss_scale "
         "takes no argument 'growth_intervl' (did you mean "
         "optim_wrapper.loss_scale.growth_interval?)")
+
+
+def test_a_new_type_and_its_arguments_in_one_command():
+    """Before: ``optimizer.type=AdamP optimizer.wd_ratio=0.2`` was refused ("AdamW takes no
+    argument 'wd_ratio'"): the arguments were checked against the type being replaced."""
+    options = {'optim_wrapper.optimizer.type': 'AdamP', 'optim_wrapper.optimizer.wd_ratio': 0.2}
+    cfg = load_config(TINY, options)
+    assert cfg.optim_wrapper.optimizer.type == 'AdamP'
+    assert cfg.optim_wrapper.optimizer.wd_ratio == 0.2
+    with pytest.raises(ValueError) as error:
+        load_config(TINY, {**options, 'optim_wrapper.optimizer.wd_ration': 0.2})
+    assert str(error.value) == (
+        "--cfg-options optim_wrapper.optimizer.wd_ration: AdamP takes no argument 'wd_ration' "
+        "(did you mean optim_wrapper.optimizer.wd_ratio?)")

@@ -25,10 +25,12 @@ from helpers import ROOT, free_port, load_tool
 
 CONFIGS = sorted(p.stem for p in (ROOT / 'configs').glob('*.py'))
 # the largest encoders (HRNet-W64 twice, ResNeXt101 32x8d: 0.9 to 1.8 GB checkpoints with EMA
-# and Adam states) and the two dilated ResNet-101s (40 to 75 s each here) run with
-# `make test-all`; the rest, the EMA, cascade and SyncBN cases among them, in `make test`
+# and Adam states), the two dilated ResNet-101s (40 to 75 s each here) and MAnet's ResNet-101
+# (a 124M-parameter decoder) run with `make test-all`; the rest, the EMA, cascade and SyncBN
+# cases among them, in `make test`
 LARGE = {'unetpp_hrnet_w64_handbone', 'wrist_unetpp_hrnet_w64_handbone',
-         'unet_resnext101_handbone', 'deeplabv3plus_r101_handbone', 'fcn_r101_handbone'}
+         'unet_resnext101_handbone', 'deeplabv3plus_r101_handbone', 'fcn_r101_handbone',
+         'manet_resnet101_handbone'}
 SMALL = ['train_scale=(64,64)', 'crop_size=(64,64)', 'test_scale=(64,64)',
          'train_cfg.max_iters=2', 'train_cfg.val_interval=2',
          'default_hooks.checkpoint.interval=2', 'default_hooks.logger.interval=1',
@@ -44,7 +46,7 @@ def phantom(tmp_path_factory) -> Path:
 
 
 def test_every_config_is_covered():
-    assert len(CONFIGS) == 11 and LARGE < set(CONFIGS)
+    assert len(CONFIGS) == 13 and LARGE < set(CONFIGS)
 
 
 @pytest.mark.parametrize('name', [

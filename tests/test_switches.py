@@ -17,6 +17,7 @@ from helpers import ROOT
 CONFIGS = sorted((ROOT / 'configs').glob('*.py'))
 TINY = ROOT / 'configs' / 'tiny_cpu_handbone.py'
 UNETPP_TINY = ROOT / 'configs' / 'unetpp_tiny_cpu_handbone.py'
+MANET_TINY = ROOT / 'configs' / 'manet_tiny_cpu_handbone.py'
 HRNET_W64 = ROOT / 'configs' / 'unetpp_hrnet_w64_handbone.py'
 
 
@@ -170,7 +171,9 @@ def test_sizes_reach_a_tta_model():
 
 @pytest.mark.parametrize('path, head', [(UNETPP_TINY, 'UNetPlusPlusHead'),
                                         (ROOT / 'configs' / 'unet_resnext101_handbone.py',
-                                         'UNetHead')])
+                                         'UNetHead'),
+                                        (ROOT / 'configs' / 'manet_resnet101_handbone.py',
+                                         'MAnetHead')])
 def test_grad_checkpointing_and_accumulation_reach_model_and_optimizer(path, head):
     cfg = load_config(path, {'grad_checkpointing': True, 'accumulative_counts': 4})
     assert cfg.model.decode_head.type == head and cfg.model.decode_head.with_cp is True
@@ -209,7 +212,9 @@ def test_switches_applied_twice_change_nothing():
     (TINY, 'train_scale', (0, 512), 'train_scale must be two positive integers'),
     (TINY, 'test_scale', (512.0, 512), 'test_scale must be two positive integers'),
     (UNETPP_TINY, 'crop_size', (1000, 1024), 'crop_size must be a multiple of 32 for the '
-                                             'UNet/UNet++ head'),
+                                             'UNetPlusPlusHead'),
+    (MANET_TINY, 'crop_size', (1024, 1000), 'crop_size must be a multiple of 32 for the '
+                                            'MAnetHead'),
     (TINY, 'accumulative_counts', 0, 'accumulative_counts must be a positive integer'),
     (TINY, 'accumulative_counts', 2.0, 'accumulative_counts must be a positive integer'),
     (TINY, 'full_resolution', 'yes', 'full_resolution must be True or False'),

@@ -146,6 +146,10 @@ def check_cfg_options(cfg: Config, cfg_options: Mapping, source: str) -> None:
             what is wrong with the path.
     """
     tree = cfg.to_dict()
+    # a new type and its arguments in one command: the arguments meet the new type
+    for key, value in cfg_options.items():
+        if key.endswith('.type') and _key_problem(tree, key, source) is None:
+            _set_existing(tree, key.split('.'), value)
     for key in cfg_options:
         owner = _switch_owning(key)
         if owner is not None:
@@ -162,6 +166,17 @@ def check_cfg_options(cfg: Config, cfg_options: Mapping, source: str) -> None:
 
 
 MISSING = 'no such key'  # _key_problem's answer for a key that may not be added
+
+
+def _set_existing(tree: dict, parts: list[str], value: object) -> None:
+    """Set ``tree[parts]`` where every dict and list on the way exists (else nothing)."""
+    node = tree
+    for part in parts[:-1]:
+        node = node[int(part)] if isinstance(node, list) else node.get(part)
+        if not isinstance(node, (dict, list)):
+            return
+    if isinstance(node, dict):
+        node[parts[-1]] = value
 
 
 def _key_problem(tree: dict, key: str, source: str) -> str | None:

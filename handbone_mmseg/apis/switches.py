@@ -27,7 +27,7 @@ SWITCH_NAMES = ('use_wandb', 'grayscale', 'crop_size', 'train_scale', 'test_scal
 AMP_DTYPES = ('auto', 'float16', 'bfloat16')
 # Decoders that concatenate encoder features of strides 2..32 with upsampled ones: a
 # training crop that does not divide by 32 gives mismatched shapes.
-UNET_HEADS = ('UNetPlusPlusHead', 'UNetHead')
+UNET_HEADS = ('UNetPlusPlusHead', 'UNetHead', 'MAnetHead')
 UNET_STRIDE = 32
 CHECKPOINTING_BACKBONES = ('HandBoneTIMMBackbone',)
 # Integers with their least value: the fold variables (top level and in each dataloader's
@@ -119,10 +119,10 @@ def check_switches(cfg: MutableMapping) -> None:
         if key in cfg and not _is_pair(cfg[key]):
             raise ValueError(f'{key} must be two positive integers ({order}), '
                              f'got {cfg[key]!r}')
-    unet = any(h.get('type') in UNET_HEADS for h in _heads(segmentor(cfg)))
+    unet = [h['type'] for h in _heads(segmentor(cfg)) if h.get('type') in UNET_HEADS]
     if unet and 'crop_size' in cfg and any(v % UNET_STRIDE for v in cfg['crop_size']):
-        raise ValueError(f'crop_size must be a multiple of {UNET_STRIDE} for the UNet/UNet++ '
-                         f'head of {_source(cfg)} (its encoder strides), '
+        raise ValueError(f'crop_size must be a multiple of {UNET_STRIDE} for the {unet[0]} '
+                         f'of {_source(cfg)} (its encoder strides), '
                          f'got {tuple(cfg["crop_size"])}')
     ratios = cfg.get('tta_ratios', [1.0])
     if not (isinstance(ratios, Sequence) and not isinstance(ratios, str) and ratios and all(

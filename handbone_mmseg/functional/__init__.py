@@ -9,7 +9,8 @@ from ..utils.lazy import lazy_exports
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     '.labels': ['pack_masks', 'rasterize_polygons', 'unpack_labels'],
-    '.losses': ['binary_cross_entropy', 'soft_dice_loss', 'soft_iou_loss'],
+    '.losses': ['binary_cross_entropy', 'sigmoid_focal_loss', 'soft_dice_loss',
+                'soft_iou_loss', 'soft_tversky_loss'],
     '.metrics': ['DICE_EPS', 'dice_counts', 'dice_from_counts', 'mean_dice'],
     '.postprocess': ['PostprocessSearch', 'Rule', 'apply_postprocess', 'keep_largest_component',
                      'remove_small_components'],

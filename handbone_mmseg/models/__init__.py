@@ -1,9 +1,16 @@
 from .backbones import HandBoneTIMMBackbone
-from .decode_heads import UNetHead, UNetPlusPlusHead
-from .losses import MultiLabelBCELoss, MultiLabelDiceLoss, MultiLabelIoULoss
+from .decode_heads import MAnetHead, UNetHead, UNetPlusPlusHead
+from .losses import (
+    MultiLabelBCELoss,
+    MultiLabelDiceLoss,
+    MultiLabelFocalLoss,
+    MultiLabelIoULoss,
+    MultiLabelTverskyLoss,
+)
 from .segmentors import MultiLabelCascadeEncoderDecoder, MultiLabelEncoderDecoder
 from .tta import MultiLabelTTAModel
 
-__all__ = ['HandBoneTIMMBackbone', 'UNetHead', 'UNetPlusPlusHead',
-           'MultiLabelBCELoss', 'MultiLabelDiceLoss', 'MultiLabelIoULoss',
-           'MultiLabelCascadeEncoderDecoder', 'MultiLabelEncoderDecoder', 'MultiLabelTTAModel']
+__all__ = ['HandBoneTIMMBackbone', 'MAnetHead', 'UNetHead', 'UNetPlusPlusHead',
+           'MultiLabelBCELoss', 'MultiLabelDiceLoss', 'MultiLabelFocalLoss', 'MultiLabelIoULoss',
+           'MultiLabelTverskyLoss', 'MultiLabelCascadeEncoderDecoder', 'MultiLabelEncoderDecoder',
+           'MultiLabelTTAModel']

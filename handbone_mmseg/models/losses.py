@@ -92,6 +92,36 @@ class MultiLabelBCELoss(_MultiLabelLoss):
                                              self.pos_weight)
 
 
+@MODELS.register_module()
+class MultiLabelFocalLoss(_MultiLabelLoss):
+    """Sigmoid focal loss per class and pixel (Lin et al. 2017), mean over valid pixels.
+
+    Args:
+        alpha: weight of positive pixels in [0, 1] (negatives: 1 - alpha), or None for
+            none; the paper's 0.25.
+        gamma: focusing exponent >= 0; the paper's 2. gamma = 0 with alpha = None is
+            ``MultiLabelBCELoss``.
+        class_weight: one weight per class (C values), or None.
+        loss_weight: factor of this loss in the total.
+        loss_name: key in the loss dict.
+    """
+
+    def __init__(self, alpha: float | None = 0.25, gamma: float = 2.0,
+                 class_weight: Sequence[float] | None = None, loss_weight: float = 1.0,
+                 loss_name: str = 'loss_focal') -> None:
+        if alpha is not None and not 0 <= alpha <= 1:
+            raise ValueError(f'MultiLabelFocalLoss: alpha must be in [0, 1] or None, got {alpha}')
+        if gamma < 0:
+            raise ValueError(f'MultiLabelFocalLoss: gamma must be >= 0, got {gamma}')
+        super().__init__(loss_weight, loss_name)
+        self.alpha, self.gamma = alpha, gamma
+        self.register_buffer('class_weight', _as_tensor(class_weight), persistent=False)
+
+    def _loss(self, logits: Tensor, target: Tensor, valid: Tensor) -> Tensor:
+        return F_losses.sigmoid_focal_loss(logits, target, valid, self.alpha, self.gamma,
+                                           self.class_weight)
+
+
 class _SoftOverlapLoss(_MultiLabelLoss):
     fn: Callable[..., Tensor]
 
@@ -129,3 +159,30 @@ class MultiLabelIoULoss(_SoftOverlapLoss):
     def __init__(self, smooth: float = 1.0, per_image: bool = False, loss_weight: float = 1.0,
                  loss_name: str = 'loss_iou') -> None:
         super().__init__(smooth, per_image, loss_weight, loss_name)
+
+
+@MODELS.register_module()
+class MultiLabelTverskyLoss(_SoftOverlapLoss):
+    """Per-class soft Tversky loss, ``1 - mean_c tversky_c`` (Salehi et al. 2017).
+
+    Args:
+        alpha: weight of false positives (>= 0).
+        beta: weight of false negatives (>= 0); beta > alpha favours recall. alpha = beta =
+            0.5 (the defaults) is ``MultiLabelDiceLoss`` with the same ``smooth``.
+        smooth, per_image, loss_weight: as ``MultiLabelDiceLoss``.
+        loss_name: key in the loss dict.
+    """
+
+    def __init__(self, alpha: float = 0.5, beta: float = 0.5, smooth: float = 1.0,
+                 per_image: bool = False, loss_weight: float = 1.0,
+                 loss_name: str = 'loss_tversky') -> None:
+        if alpha < 0 or beta < 0 or alpha + beta == 0:
+            raise ValueError('MultiLabelTverskyLoss: alpha and beta must be >= 0 and not both '
+                             f'0 (the index would be 1 whatever the prediction), got {alpha} '
+                             f'and {beta}')
+        super().__init__(smooth, per_image, loss_weight, loss_name)
+        self.alpha, self.beta = alpha, beta
+
+    def _loss(self, logits: Tensor, target: Tensor, valid: Tensor) -> Tensor:
+        return F_losses.soft_tversky_loss(logits, target, valid, self.alpha, self.beta,
+                                          self.smooth, self.per_image)
