@@ -277,7 +277,7 @@ def test_ground_truth_boxes_equal_the_unpacked_label_map():
 
 
 LIGHT_TOOLS = ['check_submission', 'ensemble', 'tune_thresholds', 'visualize', 'make_phantom',
-               'convert_coco']
+               'convert_coco', 'browse']
 HEAVY = ('torch', 'mmseg', 'mmengine', 'mmcv')
 
 

@@ -239,6 +239,14 @@ def test_report_tool_on_labeled_data(report: tuple[Path, list[str]], tiny_root: 
     assert pictures == sorted(f'{Path(name).stem}.png' for name in damaged)
     assert cv2.imread(str(folder / 'images' / pictures[0])).shape == (64, 192, 3)
     assert all(f'images/{picture}' in page.read_text() for picture in pictures)
+    # each picture links to the viewer that the page's command starts (tests/test_viewer.py
+    # opens such a link in the viewer)
+    text = page.read_text()
+    assert f'python tools/browse.py {tiny_root / "train/DCM"} --pred ' \
+           f'{tiny_root / "submission.csv"} --labels {tiny_root / "train/outputs_json"} ' \
+           '--port 8765' in text
+    assert all(f'href="http://127.0.0.1:8765/#image={name}&amp;view=error">open in the viewer'
+               in text for name in damaged)
 
 
 @pytest.mark.skipif(shutil.which('chromium') is None,

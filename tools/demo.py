@@ -15,6 +15,7 @@ from pathlib import Path
 from handbone_mmseg.classes import CLASSES
 from handbone_mmseg.evaluation import check_submission, score_submission
 from handbone_mmseg.io import DATASET_SUFFIXES, find_images, read_image_size
+from handbone_mmseg.visualization.report import browse_command
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -84,6 +85,9 @@ def main(argv: list[str] | None = None) -> None:
     print('weakest test classes   ' + ', '.join(f'{CLASSES[c]} {d:.3f}' for d, c in worst))
     print(f'submission             {submission}')
     print(f'report                 {report_dir / "report.html"}  (open in a browser)')
+    # the report's image links open on the server this command starts
+    print('viewer                 ' + browse_command(test_dir, [submission],
+                                                     data / 'test_labels' / 'outputs_json'))
     print(f'checkpoint             {checkpoint}')
     print(f'logs                   {work}')
 

@@ -23,7 +23,8 @@ img { max-width: 100%; border: 1px solid #ccc; }
 def render_html(title: str, facts: Sequence[tuple[str, str]], table: DiceTable | None,
                 charts: Sequence[str], pictures: dict[str, str],
                 pictures_heading: str = 'Images', classes: Sequence[str] = CLASSES,
-                palette: Sequence[Sequence[int]] = PALETTE) -> str:
+                palette: Sequence[Sequence[int]] = PALETTE,
+                links: dict[str, str] | None = None) -> str:
     """The report page: facts, per-class table (Dice when labeled), charts, pictures.
 
     Args:
@@ -34,6 +35,7 @@ def render_html(title: str, facts: Sequence[tuple[str, str]], table: DiceTable |
         charts: chart files, relative to the page.
         pictures: image name -> picture file relative to the page.
         pictures_heading: the heading above the pictures.
+        links: image name -> an address to open it at (the viewer's), beside its heading.
     """
     esc = html.escape
     out = [f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
@@ -73,6 +75,8 @@ def render_html(title: str, facts: Sequence[tuple[str, str]], table: DiceTable |
                 weakest = ', '.join(f'{esc(classes[c])} {image_dice[c]:.3f}'
                                     for c in np.argsort(image_dice, kind='stable')[:3])
                 heading += f' &mdash; Dice {image_dice.mean():.4f} (weakest: {weakest})'
+            if links and name in links:
+                heading += f' <a class="viewer" href="{esc(links[name])}">open in the viewer</a>'
             # the page shows the picture at its width; a click opens it full size
             out.append(f'<h3>{heading}</h3><p><a href="{quote(picture)}"><img '
                        f'src="{quote(picture)}" alt="{esc(name)}"></a></p>')

@@ -5,9 +5,11 @@ Everything streams one image at a time: Dice is counted image by image, and only
 images chosen for pictures are decoded a second time. The report is a folder that opens
 anywhere: ``report.html`` beside its charts and ``images/``, linked by relative paths.
 """
+import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlencode
 
 import cv2
 import numpy as np
@@ -26,6 +28,8 @@ CLASS_CHART = 'dice_per_class.png'
 IMAGE_CHART = 'dice_per_image.png'
 PICTURE_DIR = 'images'
 REPORT_FILE = 'report.html'
+# The port of the viewer command a report prints: its image links open on that server.
+VIEWER_PORT = 8765
 
 
 class ReportError(ValueError):
@@ -54,6 +58,26 @@ class ImageIndex:
             raise ReportError(f'{submission}: image {name} is not among the images under '
                               f'{self.folder}')
         return self.infos[name]
+
+
+def browse_command(images: str | Path, predictions: Sequence[str | Path],
+                   labels: str | Path | None = None, port: int = VIEWER_PORT) -> str:
+    """The ``tools/browse.py`` command that shows ``images`` with ``predictions`` (and
+    ``labels``, a polygon folder) on ``port`` (0: a free one)."""
+    args = ['python', 'tools/browse.py', str(images)]
+    for prediction in predictions:
+        args += ['--pred', str(prediction)]
+    if labels is not None:
+        args += ['--labels', str(labels)]
+    if port:
+        args += ['--port', str(port)]
+    return shlex.join(args)
+
+
+def viewer_link(name: str, view: str = 'error', port: int = VIEWER_PORT) -> str:
+    """The address at which the viewer of ``browse_command`` opens image ``name`` in
+    ``view`` (``'label'``, ``'pred'`` or ``'error'``)."""
+    return f'http://127.0.0.1:{port}/#{urlencode(dict(image=name, view=view))}'
 
 
 def index_images(data_root: str | Path, img_dir: str, ann_dir: str | None = None) -> ImageIndex:
@@ -168,8 +192,12 @@ def write_report(submission: str | Path, data_root: str | Path, img_dir: str,
         images, heading = worst_images(table, worst), f'The {worst} worst images by Dice'
     drawn = draw_images(submission, index, images, out_dir / PICTURE_DIR, max_size, progress)
     pictures = {name: path.relative_to(out_dir).as_posix() for name, path in drawn.items()}
+    # each picture links to the viewer that the printed command starts (docs/viewer.md)
+    labels = None if ann_dir is None else Path(data_root) / ann_dir
+    facts.append(('viewer', browse_command(Path(data_root) / img_dir, [submission], labels)))
+    links = {name: viewer_link(name, 'pred' if table is None else 'error') for name in pictures}
     page = render_html('Hand-bone segmentation report', facts, table, charts, pictures,
-                       heading)
+                       heading, links=links)
     path = out_dir / REPORT_FILE
     with atomic_open(path, 'w', encoding='utf-8') as f:
         f.write(page)
