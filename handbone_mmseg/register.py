@@ -19,7 +19,7 @@ def register_all_modules() -> None:
     from .apis import runner  # noqa: F401  (HandBoneRunner)
     from .compat import allow_mmengine_checkpoints
     from .evaluation import dice_metric  # noqa: F401
-    from .runtime import optimizers, resume  # noqa: F401  (AdamP, WorkDirResumeHook)
+    from .runtime import notify, optimizers, resume  # noqa: F401  (hooks, AdamP)
     from .visualization import visualizer, wandb_backend  # noqa: F401
     allow_mmengine_checkpoints()
 

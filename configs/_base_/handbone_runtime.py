@@ -17,6 +17,14 @@ tta_model = dict(type='MultiLabelTTAModel')
 # wandb.init; WANDB_MODE=offline keeps runs on disk.
 use_wandb = False
 wandb_init_kwargs = dict(project='handbone')
+# An alert when a training run ends or fails (handbone_mmseg.runtime.NotifyHook): its name,
+# status (finished, or failed with the error), best mDice and its iteration, and wall time,
+# posted as JSON ({"text", "content"}: Slack, Mattermost and Discord incoming webhooks), and a
+# W&B alert when use_wandb is on. True: post to the URL in the environment variable
+# HANDBONE_NOTIFY_URL, read when the run starts (keeps the secret out of config files); an
+# http(s):// URL: post there. HandBoneRunner replaces a URL here by '<redacted>' before the
+# config is logged, dumped to the work dir, stored in checkpoints or sent to W&B.
+notify = False
 
 max_iters = 40000
 val_interval = 2000

@@ -5,14 +5,17 @@ has ``runner_type``, and the runtime base sets ``runner_type = 'HandBoneRunner'`
 that sets a switch (``grayscale``, ``use_wandb``, the sizes, ``full_resolution``,
 ``accumulative_counts``, ``grad_checkpointing``: ``apply_switches``) gets it there as it does
 through this project's tools. ``Runner.from_cfg`` of a config that has not been through
-``load_config`` would ignore them.
+``load_config`` would ignore them. The ``notify`` switch (``runtime.notify``) needs this
+runner too: it registers ``NotifyHook`` and tells it when training fails.
 """
 import copy
 
 from mmengine.config import Config, ConfigDict
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
+from torch import nn
 
+from ..runtime.notify import notify_hook
 from .registry_check import check_registered, check_sync_bn
 from .switches import apply_switches
 
@@ -25,7 +28,10 @@ class HandBoneRunner(Runner):
 
     ``from_cfg(cfg)``: copy the config -> ``apply_switches`` (idempotent, so a config from
     ``load_config`` is unchanged) -> ``check_registered`` (every type exists) and
-    ``check_sync_bn`` -> ``Runner.from_cfg``.
+    ``check_sync_bn`` -> ``notify_hook`` (takes a webhook URL out of the config before
+    mmengine logs and dumps it) -> ``Runner.from_cfg`` -> the ``NotifyHook`` registered.
+    ``train()`` calls each hook's ``on_exception(runner, exception)`` when training raises,
+    then re-raises (mmengine calls no hook then).
     """
 
     @classmethod
@@ -37,4 +43,15 @@ class HandBoneRunner(Runner):
         source = getattr(cfg, 'filename', None) or 'the config'
         check_registered(cfg, source)
         check_sync_bn(cfg, source)
-        return super().from_cfg(cfg)
+        notify = notify_hook(cfg, source)
+        runner = super().from_cfg(cfg)
+        if notify is not None:
+            runner.register_hook(notify)
+        return runner
+
+    def train(self) -> nn.Module:
+        try:
+            return super().train()
+        except BaseException as error:  # Ctrl-C and SIGTERM (SystemExit) end a run too
+            self.call_hook('on_exception', exception=error)
+            raise
