@@ -22,13 +22,29 @@ little   finger-16 .. finger-19
 The 8 carpals, the radius and the ulna carry their own names. Trapezium/Trapezoid and
 Triquetrum/Pisiform overlap by design, as they do in real PA views; other bones are
 separated by small joint gaps.
+
+With ``label_noise`` some train JSONs get one planted error each, the mistakes found in the
+real labels, recorded in ``planted_errors.json`` (``PLANTED_FILE``) beside ``train/``:
+
+=============  ===========================================================================
+finger_swap    the labels of one bone and the same bone of a neighbouring ray exchanged
+carpal_swap    the labels of two neighbouring carpals exchanged
+shift          one bone's polygon moved by 35-60% of its extent in a random direction
+missing        one bone's annotation left out
+extra          an accessory ossicle beside a border bone, drawn in the image and labeled as
+               a second polygon of that bone
+=============  ===========================================================================
+
+The image shows the true bones (and the ossicle), so a model trained elsewhere sees what
+the label gets wrong. Without ``label_noise`` every byte is what it was before the option
+existed: the planted errors draw from a random stream of their own.
 """
 from __future__ import annotations
 
 import json
 import multiprocessing
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -36,9 +52,15 @@ import cv2
 import numpy as np
 
 from .classes import CLASSES
+from .functional.anatomy import CARPAL_ROWS, FINGER_LEVELS
+from .io.atomic import atomic_open
 from .utils.progress import track
 
-__all__ = ['generate_phantom']
+__all__ = ['NOISE_KINDS', 'PLANTED_FILE', 'generate_phantom', 'read_planted']
+
+NOISE_KINDS = ('finger_swap', 'carpal_swap', 'shift', 'missing', 'extra')
+PLANTED_FILE = 'planted_errors.json'
+PLANTED_FORMAT = 'handbone-planted/1'
 
 # Canonical right hand in a PA view, in cm with y up: thumb and radius at negative x, the
 # distal end of the radius at y = 0. A ray is its metacarpal base, its direction in degrees
@@ -76,6 +98,16 @@ _WRIST_PIVOT = (0.0, 1.6)  # head of the capitate, the centre of radial/ulnar de
 _JOINT_GAP = 0.22          # cm between consecutive bones of a ray
 _TISSUE = 0.6              # cm of soft tissue around the bones
 _POINTS = {'long': 48, 'forearm': 64, 'carpal': 32}
+# Neighbours whose labels a planted swap exchanges: the same bone of two neighbouring rays,
+# and carpals side by side in a row or one above the other.
+_FINGER_NEIGHBOURS = tuple((row[i], row[i + 1]) for row in FINGER_LEVELS
+                           for i in range(len(row) - 1))
+_CARPAL_NEIGHBOURS = tuple((row[i], row[i + 1]) for row in CARPAL_ROWS
+                           for i in range(len(row) - 1)) + (('Lunate', 'Capitate'), )
+# Bones at the border of the hand, where an accessory ossicle sits beside them (sesamoids of
+# the thumb and little finger, os trapezium secundarium, os hamuli ...) clear of the others.
+_ACCESSORY_HOSTS = ('finger-3', 'finger-2', 'finger-19', 'finger-18', 'Trapezium',
+                    'Scaphoid', 'Pisiform', 'Triquetrum')
 
 
 @dataclass(frozen=True)
@@ -90,6 +122,7 @@ class _Case:
     timestamp: int
     image_path: Path
     json_path: Path | None
+    noise: tuple | None = None  # a planted label error: (kind, classes, parameters)
 
 
 def _rotation(deg: float) -> np.ndarray:
@@ -236,15 +269,20 @@ def _render(polys: dict[str, np.ndarray], extras: list[np.ndarray], size: int, p
     return cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR)
 
 
-def _annotation(case: _Case, polys: dict[str, np.ndarray], ids: np.random.Generator) -> dict:
-    """The JSON document of one image, in the schema of the real annotation tool."""
+def _annotation(case: _Case, entries: list[tuple[str, np.ndarray]],
+                ids: np.random.Generator) -> dict:
+    """The JSON document of one image, in the schema of the real annotation tool.
+
+    Args:
+        entries: ``(label, points)`` per annotation, in file order.
+    """
     def uid() -> str:
         return str(uuid.UUID(bytes=ids.bytes(16), version=4))
 
     day = datetime.fromtimestamp(case.timestamp / 1000, tz=timezone.utc).strftime('%Y%m%d')
     return {
         'annotations': [{'id': uid(), 'type': 'poly_seg', 'attributes': {}, 'label': name,
-                         'points': polys[name].tolist()} for name in CLASSES],
+                         'points': points.tolist()} for name, points in entries],
         'attributes': {},
         'file_id': uid(),
         'filename': case.image_path.name,
@@ -255,19 +293,76 @@ def _annotation(case: _Case, polys: dict[str, np.ndarray], ids: np.random.Genera
     }
 
 
-def _write_case(case: _Case) -> None:
-    """Render one hand and write its PNG (and JSON); the per-case unit of the worker pool."""
+def _plant(case: _Case, polys: dict[str, np.ndarray], px_per_cm: float
+           ) -> tuple[list[tuple[str, np.ndarray]], np.ndarray | None, dict]:
+    """The annotations of one image with its planted error.
+
+    Returns:
+        ``(entries, accessory, record)``: the ``(label, points)`` annotations, the ossicle's
+        polygon to draw in the image (``extra``; else None) and the error's record for
+        ``planted_errors.json``.
+    """
+    kind, classes, params = case.noise
+    labels = {name: [polys[name]] for name in CLASSES}
+    accessory, detail = None, {}
+    if kind in ('finger_swap', 'carpal_swap'):
+        a, b = classes
+        labels[a], labels[b] = labels[b], labels[a]
+    elif kind == 'shift':
+        (name, ), (angle, fraction) = classes, params
+        direction = np.array([np.cos(angle), np.sin(angle)])
+        # a fraction of the bone's own extent that way: Dice with the truth about 1 - fraction
+        offset = np.rint(direction * fraction * np.ptp(polys[name] @ direction)).astype(np.int32)
+        labels[name] = [np.clip(polys[name] + offset, 0, case.size - 1)]
+        detail = dict(dx=int(offset[0]), dy=int(offset[1]))
+    elif kind == 'missing':
+        labels[classes[0]] = []
+    else:  # extra: an ossicle just outside its host, on the side away from the hand
+        (name, ), (radius_cm, ) = classes, params
+        host = polys[name].astype(np.float64)
+        centre = host.mean(0)
+        out = centre - np.concatenate(list(polys.values())).mean(0)
+        if name.startswith('finger'):  # beside the shaft, not beyond its end
+            spread = host - centre
+            axis = np.linalg.eigh(spread.T @ spread)[1][:, -1]
+            out = out - (out @ axis) * axis
+        out = out / max(np.hypot(*out), 1e-9)
+        radius = radius_cm * px_per_cm
+        centre = centre + out * (((host - centre) @ out).max() + radius + _JOINT_GAP * px_per_cm)
+        theta = np.linspace(0.0, 2 * np.pi, 24, endpoint=False)
+        ring = np.stack([radius * np.cos(theta), 0.8 * radius * np.sin(theta)], 1)
+        accessory = np.clip(np.rint(centre + ring), 0, case.size - 1).astype(np.int32)
+        labels[name] = labels[name] + [accessory]
+        detail = dict(centre=[round(float(v), 1) for v in centre], radius=round(radius, 1))
+    entries = [(name, points) for name in CLASSES for points in labels[name]]
+    record = dict(image=case.image_path.name, patient=case.pid, kind=kind,
+                  classes=list(classes), **detail)
+    return entries, accessory, record
+
+
+def _write_case(case: _Case) -> dict | None:
+    """Render one hand and write its PNG (and JSON); the per-case unit of the worker pool.
+
+    Returns:
+        The record of the planted error, or None.
+    """
     # Both hands of a patient share the anatomy stream. Tags and 1-based indices keep every key
     # free of trailing zeros, which SeedSequence would treat as absent.
     anatomy = np.random.default_rng(np.random.SeedSequence([case.seed, 2, case.patient + 1]))
     pose = np.random.default_rng(
         np.random.SeedSequence([case.seed, 3, case.patient + 1, case.side + 1]))
     polys, extras, px_per_cm = _pose_hand(anatomy, pose, case.side, case.size)
-    if not cv2.imwrite(str(case.image_path), _render(polys, extras, case.size, px_per_cm, pose)):
+    entries, drawn, record = [(name, polys[name]) for name in CLASSES], polys, None
+    if case.noise is not None:
+        entries, accessory, record = _plant(case, polys, px_per_cm)
+        if accessory is not None:
+            drawn = {**polys, 'accessory': accessory}
+    if not cv2.imwrite(str(case.image_path), _render(drawn, extras, case.size, px_per_cm, pose)):
         raise OSError(f'could not write {case.image_path}')
     if case.json_path is not None:
-        doc = _annotation(case, polys, pose)
+        doc = _annotation(case, entries, pose)
         case.json_path.write_text(json.dumps(doc), encoding='utf-8')
+    return record
 
 
 def _plan(root: Path, seed: int, patients: int, test_patients: int, test_labels: bool,
@@ -297,6 +392,59 @@ def _plan(root: Path, seed: int, patients: int, test_patients: int, test_labels:
     return cases
 
 
+def _plan_noise(cases: list[_Case], patients: int, seed: int, rate: float) -> list[_Case]:
+    """Give ``round(rate * train images)`` train cases (at least one) a planted error each.
+
+    The images, kinds (the five in turn, as evenly as the count allows), bones and parameters
+    are drawn from a stream of their own, so the rest of the data set is the same bytes as
+    without noise (except the image of an ``extra``, which shows the ossicle).
+    """
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 4]))
+    train = [i for i, case in enumerate(cases) if case.patient < patients]
+    count = min(len(train), max(1, round(rate * len(train))))
+    chosen = sorted(rng.choice(len(train), count, replace=False).tolist())
+    kinds = [NOISE_KINDS[k % len(NOISE_KINDS)] for k in rng.permutation(count)]
+    cases = list(cases)
+    for index, kind in zip(chosen, kinds):
+        if kind == 'finger_swap':
+            classes = _FINGER_NEIGHBOURS[int(rng.integers(len(_FINGER_NEIGHBOURS)))]
+            params = ()
+        elif kind == 'carpal_swap':
+            classes = _CARPAL_NEIGHBOURS[int(rng.integers(len(_CARPAL_NEIGHBOURS)))]
+            params = ()
+        elif kind == 'shift':
+            classes = (CLASSES[int(rng.integers(len(CLASSES)))], )
+            params = (float(rng.uniform(0, 2 * np.pi)), float(rng.uniform(0.35, 0.6)))
+        elif kind == 'missing':
+            classes, params = (CLASSES[int(rng.integers(len(CLASSES)))], ), ()
+        else:
+            classes = (_ACCESSORY_HOSTS[int(rng.integers(len(_ACCESSORY_HOSTS)))], )
+            params = (float(rng.uniform(0.22, 0.35)), )
+        cases[train[index]] = replace(cases[train[index]], noise=(kind, classes, params))
+    return cases
+
+
+def read_planted(root: str | Path) -> list[dict]:
+    """The planted errors of a phantom written with ``label_noise``: one dict per error with
+    ``image``, ``patient``, ``kind`` and ``classes`` (and the kind's parameters).
+
+    Raises:
+        FileNotFoundError: no ``planted_errors.json`` in ``root``.
+        ValueError: a file of another format; names it.
+    """
+    path = Path(root) / PLANTED_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f'{path}: no planted errors (write the phantom with '
+                                'label_noise / --label-noise)')
+    try:
+        doc = json.loads(path.read_text(encoding='utf-8'))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f'{path}: not a planted-errors file ({e})') from None
+    if not isinstance(doc, dict) or doc.get('format') != PLANTED_FORMAT:
+        raise ValueError(f'{path}: not a planted-errors file (format {PLANTED_FORMAT!r})')
+    return doc['errors']
+
+
 def _check_int(name: str, value: object, low: int) -> None:
     """Reject anything but an integer >= ``low``, naming the argument and its value."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
@@ -305,7 +453,7 @@ def _check_int(name: str, value: object, low: int) -> None:
 
 def generate_phantom(out_dir: str | Path, patients: int, size: int = 2048, seed: int = 0,
                      test_patients: int | None = None, test_labels: bool = False,
-                     workers: int = 1, progress: bool = False) -> dict:
+                     workers: int = 1, progress: bool = False, label_noise: float = 0.0) -> dict:
     """Write a synthetic hand-bone data set in the layout of the real one.
 
     Args:
@@ -316,13 +464,19 @@ def generate_phantom(out_dir: str | Path, patients: int, size: int = 2048, seed:
         seed: Every byte written is a function of the arguments (``workers`` aside).
         test_patients: Test patients, IDs after the train ones; default ``max(1, patients // 4)``.
         test_labels: Also write the test JSONs, apart from the test images.
-        workers: Processes rendering images in parallel; 1 renders in this process.
+        workers: Processes rendering images in parallel; 1 renders in this process. Above 1
+            they are spawned, so a script that calls this at its top level needs Python's
+            ``if __name__ == '__main__':`` guard.
         progress: Show a progress bar (only where stderr is a terminal).
+        label_noise: Share of the train images, in [0, 1], whose JSON gets one planted error
+            (at least one image when above 0; see the module docstring), recorded in
+            ``out_dir/planted_errors.json``. 0: none, and no such file.
 
     Returns:
         Counts and folders: ``root``, ``train_dir``, ``test_dir``, ``test_labels_dir`` (None
         without test labels), ``train_patients``, ``test_patients``, ``train_images``,
-        ``test_images``, ``size`` and ``seed``.
+        ``test_images``, ``size``, ``seed``, ``planted`` (the number of planted errors) and
+        ``planted_file`` (None without noise).
     """
     _check_int('patients', patients, 1)
     if test_patients is None:
@@ -330,6 +484,9 @@ def generate_phantom(out_dir: str | Path, patients: int, size: int = 2048, seed:
     for name, value, low in (('size', size, 64), ('seed', seed, 0),
                              ('test_patients', test_patients, 0), ('workers', workers, 1)):
         _check_int(name, value, low)
+    if isinstance(label_noise, bool) or not isinstance(label_noise, (int, float)) \
+            or not 0 <= label_noise <= 1:
+        raise ValueError(f'label_noise must be a number in [0, 1], got {label_noise!r}')
     if patients + test_patients > 999:
         raise ValueError(f'patient IDs have 3 digits: patients + test_patients must be <= 999, '
                          f'got {patients} + {test_patients}')
@@ -339,20 +496,33 @@ def generate_phantom(out_dir: str | Path, patients: int, size: int = 2048, seed:
         if (root / split).is_dir() and any((root / split).iterdir()):
             raise FileExistsError(f'{root / split} already holds files; choose an empty out_dir')
     cases = _plan(root, int(seed), int(patients), int(test_patients), bool(test_labels), int(size))
+    if label_noise > 0:
+        cases = _plan_noise(cases, int(patients), int(seed), float(label_noise))
     for case in cases:
         case.image_path.parent.mkdir(parents=True, exist_ok=True)
         if case.json_path is not None:
             case.json_path.parent.mkdir(parents=True, exist_ok=True)
     bar = dict(total=len(cases), description='phantom', enabled=None if progress else False)
+    planted = []
     if workers == 1:
         for case in track(cases, **bar):
-            _write_case(case)
+            planted.append(_write_case(case))
     else:
-        # One OpenCV thread per worker: the pool already keeps the cores busy.
-        pool = multiprocessing.get_context().Pool(min(workers, len(cases)), cv2.setNumThreads, (1,))
+        # One OpenCV thread per worker: the pool already keeps the cores busy. Spawned, not
+        # forked: a child forked while one of the parent's OpenCV threads holds a lock hangs
+        # in its first cv2 call (seen in the tests, which render in the parent first).
+        pool = multiprocessing.get_context('spawn').Pool(min(workers, len(cases)),
+                                                          cv2.setNumThreads, (1,))
         with pool:
-            for _ in track(pool.imap_unordered(_write_case, cases), **bar):
-                pass
+            for record in track(pool.imap_unordered(_write_case, cases), **bar):
+                planted.append(record)
+    planted = sorted((r for r in planted if r is not None), key=lambda r: r['image'])
+    planted_file = None
+    if label_noise > 0:
+        planted_file = root / PLANTED_FILE
+        with atomic_open(planted_file, 'w', encoding='utf-8') as f:
+            json.dump(dict(format=PLANTED_FORMAT, seed=seed, label_noise=label_noise,
+                           errors=planted), f, indent=1)
     return {
         'root': str(root),
         'train_dir': str(root / 'train'),
@@ -364,4 +534,6 @@ def generate_phantom(out_dir: str | Path, patients: int, size: int = 2048, seed:
         'test_images': 2 * test_patients,
         'size': size,
         'seed': seed,
+        'planted': len(planted),
+        'planted_file': None if planted_file is None else str(planted_file),
     }

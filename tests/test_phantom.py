@@ -1,4 +1,5 @@
 """Tests of the synthetic phantom data set: layout, JSON schema, determinism and anatomy."""
+import hashlib
 import importlib.util
 import json
 import re
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 
 from handbone_mmseg.classes import CLASSES
-from handbone_mmseg.phantom import generate_phantom
+from handbone_mmseg.phantom import NOISE_KINDS, generate_phantom, read_planted
 
 SIZE = 256
 IMAGE_NAME = re.compile(r'image\d{13}([^/]*_[^/]*)?\.png')
@@ -121,6 +122,48 @@ def test_same_seed_same_bytes_any_workers(tmp_path: Path) -> None:
     assert {v for k, v in a.items() if k.endswith('.png')}.isdisjoint(c.values())
 
 
+def content_digest(root: Path) -> str:
+    """SHA-256 of every file's path and content, PNGs by their decoded pixels (so that a
+    new zlib does not change it)."""
+    h = hashlib.sha256()
+    for p in sorted(root.rglob('*')):
+        if p.is_file():
+            h.update(str(p.relative_to(root)).encode())
+            h.update(cv2.imread(str(p), cv2.IMREAD_UNCHANGED).tobytes() if p.suffix == '.png'
+                     else p.read_bytes())
+    return h.hexdigest()
+
+
+def test_same_content_as_before_label_noise_existed(tmp_path: Path) -> None:
+    """The digest of this phantom from the generator before ``label_noise`` was added: the
+    option must leave every data set written without it as it was."""
+    generate_phantom(tmp_path, 2, size=128, seed=3, test_patients=1, test_labels=True)
+    assert content_digest(tmp_path) == \
+        'd4a82982a85a89deba95c727b7302adaa36617fa8ac5f24f85a4f0c07b7ccc16'
+    assert not (tmp_path / 'planted_errors.json').exists()
+
+
+def test_label_noise_plants_each_kind_in_train_only(tmp_path: Path) -> None:
+    summary = generate_phantom(tmp_path, 5, size=64, seed=2, test_patients=1, test_labels=True,
+                               label_noise=0.5)
+    planted = read_planted(tmp_path)
+    assert summary['planted'] == len(planted) == 5
+    assert summary['planted_file'] == str(tmp_path / 'planted_errors.json')
+    assert sorted(e['kind'] for e in planted) == sorted(NOISE_KINDS)  # each kind in turn
+    train = {p.name for p in (tmp_path / 'train' / 'DCM').rglob('*.png')}
+    assert {e['image'] for e in planted} <= train and len({e['image'] for e in planted}) == 5
+    for e in planted:
+        assert set(e['classes']) <= set(CLASSES) and len(e['classes']) == \
+            (2 if e['kind'].endswith('swap') else 1)
+
+
+@pytest.mark.parametrize('noise', [-0.1, 1.5, True, '0.1'])
+def test_label_noise_must_be_a_share(tmp_path: Path, noise: object) -> None:
+    with pytest.raises(ValueError, match=r'label_noise must be a number in \[0, 1\]'):
+        generate_phantom(tmp_path, 2, size=64, label_noise=noise)
+    assert not any(tmp_path.iterdir())
+
+
 def test_hands_of_a_patient_are_mirrored(data: tuple[Path, dict]) -> None:
     pairs = labelled_images(data[0])
     for first, second in zip(pairs[::2], pairs[1::2]):
@@ -206,3 +249,7 @@ def test_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out.strip()
     assert len(out.splitlines()) == 1 and '4 train images' in out and '2 test images' in out
     assert len(list((tmp_path / 'test_labels' / 'outputs_json').rglob('*.json'))) == 2
+    cli.main([str(tmp_path / 'noisy'), '--patients', '2', '--size', '64', '--label-noise'])
+    out = capsys.readouterr().out.strip()
+    assert out.endswith('; planted label errors: 1')  # 10% of 4 images, at least one
+    assert len(read_planted(tmp_path / 'noisy')) == 1

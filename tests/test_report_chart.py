@@ -7,7 +7,7 @@ from handbone_mmseg.visualization import charts
 
 def test_every_bar_shows_with_its_value(tmp_path, monkeypatch):
     figures = []
-    monkeypatch.setattr(charts, '_save_figure', lambda figure, path: figures.append(figure))
+    monkeypatch.setattr(charts, 'save_figure', lambda figure, path: figures.append(figure))
     per_class = np.full(NUM_CLASSES, 0.97)
     per_class[3] = 0.51  # an empty bar on the old axis, which started at 0.5
     charts.plot_class_dice(per_class, tmp_path / 'chart.png')

@@ -17,8 +17,10 @@ def labels_to_coco(data_root: str | Path, img_dir: str, ann_dir: str,
     """
     # mmseg loads here only: the tool's other commands start without it
     from ..datasets import HandBoneDataset
+    # every label as it is on disk: a reviewer's exclusions are training's business
     dataset = HandBoneDataset(data_root=str(data_root), pipeline=[], serialize_data=False,
-                              data_prefix=dict(img_path=img_dir, seg_map_path=ann_dir))
+                              data_prefix=dict(img_path=img_dir, seg_map_path=ann_dir),
+                              excluded_labels=None)
     root = Path(data_root) / img_dir
     writer = CocoWriter(classes, f'hand-bone labels from {root}')
     for info in dataset.data_list:

@@ -13,10 +13,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..functional.pose import hand_pose
+from ..functional.pose import BENT_DEGREES, hand_pose
 
 FOLD_STRATEGIES = ('patient', 'patient_stratified')
-BENT_DEGREES = 15.0
 
 
 def patient_folds(patients: list[str], n_folds: int, seed: int = 0) -> dict[str, int]:

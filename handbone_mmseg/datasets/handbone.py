@@ -1,19 +1,68 @@
-"""The hand-bone X-ray dataset: image/JSON pairing, validation and patient-grouped folds."""
+"""The hand-bone X-ray dataset: image/JSON pairing, validation, patient-grouped folds and
+the annotations a person marked as wrong."""
+import os.path as osp
 import warnings
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
+from pathlib import Path
 
+from mmengine.logging import print_log
 from mmseg.datasets import BaseSegDataset
 from mmseg.registry import DATASETS
 
-from ..classes import CLASSES, PALETTE
+from ..classes import CLASS_INDEX, CLASSES, IGNORE_BIT, PALETTE
 from ..io.annotations import AnnotationError
 from ..io.images import DATASET_SUFFIXES, decode_errors
-from ..io.layout import index_images
+from ..io.layout import find_files, index_images
 from .folds import FOLD_STRATEGIES, assign_folds, patient_folds
 
-__all__ = ['HandBoneDataset', 'patient_folds']  # patient_folds: its old home
+# patient_folds: its old home
+__all__ = ['HandBoneDataset', 'patient_folds', 'read_excluded_labels']
 
 SPLITS = ('train', 'val', 'all')
+EXCLUDED_LABELS = 'excluded_labels.txt'  # in the data root; used when it exists
+WHOLE_IMAGE = '*'                        # ``IMAGE *`` leaves the whole image out
+
+
+def read_excluded_labels(path: str | Path, images: Collection[str]) -> dict[str, set[str]]:
+    """Read a list of annotations marked as wrong: one ``IMAGE CLASS`` per line.
+
+    ``IMAGE`` is the image's file name (as in the submission and ``audit.csv``), ``CLASS``
+    one of the 29 class names, or ``*`` for the whole image (a bone that is missing from the
+    label has no pixels to leave out: only leaving the image out removes its wrong
+    "background"). ``#`` starts a comment; blank lines are skipped.
+
+    Args:
+        path: the list file.
+        images: the file names of the data set's images.
+
+    Returns:
+        Image name -> the class names (or ``'*'``) to leave out.
+
+    Raises:
+        AnnotationError: ``FILE:LINE: problem`` for a line that is not two words, an unknown
+            image or an unknown class; ``FILE: cannot read ...`` for an unreadable file.
+    """
+    try:
+        text = Path(path).read_text(encoding='utf-8')
+    except (OSError, UnicodeDecodeError) as e:
+        raise AnnotationError(f'{path}: cannot read the excluded labels ({e})') from None
+    found: dict[str, set[str]] = {}
+    for number, raw in enumerate(text.splitlines(), 1):
+        words = raw.split('#', 1)[0].split()
+        if not words:
+            continue
+        if len(words) != 2:
+            raise AnnotationError(f'{path}:{number}: expected "IMAGE CLASS" (or "IMAGE *"), '
+                                  f'got {raw.strip()!r}')
+        image, cls = words
+        if image not in images:
+            raise AnnotationError(f'{path}:{number}: unknown image {image!r}: no image of this '
+                                  'file name in the data set')
+        if cls != WHOLE_IMAGE and cls not in CLASS_INDEX:
+            raise AnnotationError(f'{path}:{number}: unknown class {cls!r} (one of the 29 '
+                                  f'class names, e.g. {CLASSES[0]!r}, or {WHOLE_IMAGE!r})')
+        found.setdefault(image, set()).add(cls)
+    return found
 
 
 @DATASETS.register_module()
@@ -56,6 +105,17 @@ class HandBoneDataset(BaseSegDataset):
             dumps and pictures by its stem.
         seg_map_suffix: annotation file extension.
         data_prefix: ``img_path`` and optional ``seg_map_path``, relative to ``data_root``.
+        excluded_labels: a list of annotations a person marked as wrong
+            (``read_excluded_labels``: ``IMAGE CLASS`` per line, e.g. from
+            ``tools/audit_labels.py``), relative to ``data_root``. Default: the data root's
+            ``excluded_labels.txt`` where it exists; None: no exclusion. In every labeled
+            split (train and validation) an excluded class's polygons leave the label and
+            their pixels become ignored (``IGNORE_VALUE``, as padding): neither that class
+            nor any other learns from the doubtful region, and the validation Dice does not
+            count it. Dropping the polygon alone would teach "no bone here" where a bone is;
+            ignoring only its class would still teach its neighbours that the region is
+            theirs or background. ``IMAGE *`` leaves the whole image out. The dataset logs
+            how many it left out; a line naming an unknown image or class stops it.
     """
 
     METAINFO = dict(classes=CLASSES, palette=[list(c) for c in PALETTE])
@@ -71,6 +131,7 @@ class HandBoneDataset(BaseSegDataset):
                  img_suffix: str | Sequence[str] = DATASET_SUFFIXES,
                  seg_map_suffix: str = '.json',
                  data_prefix: dict = dict(img_path='DCM', seg_map_path='outputs_json'),
+                 excluded_labels: str | None = EXCLUDED_LABELS,
                  **kwargs) -> None:
         if split not in SPLITS:
             raise ValueError(f'split must be one of {SPLITS}, got {split!r}')
@@ -84,6 +145,10 @@ class HandBoneDataset(BaseSegDataset):
         self.fold_strategy = fold_strategy
         self.skip_invalid = skip_invalid
         self.check_pixels = split == 'val' if check_pixels is None else check_pixels
+        self.excluded_labels = excluded_labels
+        # what the exclusion list left out of this split: annotations (image, class), their
+        # polygons, and whole images (``IMAGE *``)
+        self.excluded = dict(annotations=0, polygons=0, images=0)
         super().__init__(img_suffix=img_suffix, seg_map_suffix=seg_map_suffix,
                          data_prefix=data_prefix, **kwargs)
 
@@ -101,6 +166,58 @@ class HandBoneDataset(BaseSegDataset):
                 kept.append(info)
             else:
                 self._reject(message)
+        return kept
+
+    def _exclusion_file(self) -> str | None:
+        """The exclusion list in use, or None (the default name absent, or switched off)."""
+        if self.excluded_labels is None or not self.data_prefix.get('seg_map_path'):
+            return None
+        default = self.excluded_labels == EXCLUDED_LABELS
+        if default and not self.data_root:
+            return None  # no data root to look in
+        path = self.excluded_labels if osp.isabs(self.excluded_labels) else \
+            osp.join(self.data_root or '', self.excluded_labels)
+        if osp.isfile(path):
+            return path
+        if not default:
+            raise FileNotFoundError(f'{path}: excluded labels file not found')
+        return None
+
+    def _exclude(self, data_list: list[dict]) -> list[dict]:
+        """Leave out the annotations of the exclusion list: the images marked ``*``, and per
+        excluded class its polygons, which come back as ``(IGNORE_BIT, points)`` entries
+        that ``LoadMultiLabelAnnotations`` turns into ignored pixels."""
+        path = self._exclusion_file()
+        if path is None:
+            return data_list
+        images = {p.name for p in find_files(Path(self.data_prefix['img_path']),
+                                             self.img_suffix, 'image', self.data_root).values()}
+        excluded = read_excluded_labels(path, images)
+        kept, counts = [], dict(annotations=0, polygons=0, images=0)
+        for info in data_list:
+            marked = excluded.get(info['name'])
+            if not marked:
+                kept.append(info)
+                continue
+            if WHOLE_IMAGE in marked:
+                counts['images'] += 1
+                continue
+            for cls in sorted(marked):
+                if not any(c == CLASS_INDEX[cls] for c, _ in info['polygons']):
+                    raise AnnotationError(f'{path}: {info["name"]} has no {cls} polygon to leave '
+                                          f'out ({info["seg_map_path"]}); to drop an image '
+                                          f'whose {cls} is missing, list "{info["name"]} *"')
+            wrong = {CLASS_INDEX[cls] for cls in marked}
+            dropped = [(IGNORE_BIT, p) for c, p in info['polygons'] if c in wrong]
+            info['polygons'] = [(c, p) for c, p in info['polygons'] if c not in wrong] + dropped
+            counts['annotations'] += len(wrong)
+            counts['polygons'] += len(dropped)
+            kept.append(info)
+        self.excluded = counts
+        print_log(f'{path}: {self.split} split: annotations left out: {counts["annotations"]} '
+                  f'({counts["polygons"]} polygons, their pixels ignored); whole images left '
+                  f'out: {counts["images"]}; lines listed: '
+                  f'{sum(len(v) for v in excluded.values())}', logger='current')
         return kept
 
     def load_data_list(self) -> list[dict]:
@@ -132,6 +249,8 @@ class HandBoneDataset(BaseSegDataset):
             keep = in_split(assign_folds(data_list, self.n_folds, self.fold_strategy,
                                          self.fold_seed))
             data_list = [info for info in data_list if info['patient'] in keep]
+        # after the folds: an exclusion must not move an image to another fold
+        data_list = self._exclude(data_list)
         for info in data_list:
             info.update(label_map=self.label_map, reduce_zero_label=False, seg_fields=[])
         if self.check_pixels:

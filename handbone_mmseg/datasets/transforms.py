@@ -5,7 +5,7 @@ import numpy as np
 from mmcv.transforms import BaseTransform, LoadImageFromFile
 from mmseg.registry import TRANSFORMS
 
-from ..classes import IGNORE_VALUE
+from ..classes import IGNORE_BIT, IGNORE_VALUE
 from ..functional.labels import rasterize_polygons
 from ..io.annotations import AnnotationError
 from ..io.dicom import DicomError, is_dicom, read_dicom
@@ -70,6 +70,10 @@ class LoadMultiLabelAnnotations(BaseTransform):
     ``img_shape / ori_shape``), which is far cheaper than filling 29 full-size masks and
     resizing them. Geometric transforms that move pixels (flip, rotate, crop) must come after.
 
+    A polygon of class ``IGNORE_BIT`` (an annotation the dataset's ``excluded_labels`` left
+    out) makes its pixels exactly ``IGNORE_VALUE``, as padding: no class is learned or
+    scored there. Carried in ``polygons``, it moves with every transform that moves them.
+
     Required keys: ``ori_shape``, ``img_shape``; ``polygons`` (absent: nothing is added).
     Added keys: ``gt_seg_map`` (int32), ``seg_fields``.
 
@@ -91,8 +95,11 @@ class LoadMultiLabelAnnotations(BaseTransform):
                              'rotation in the pipeline; only resizes may precede it')
         ori_h, ori_w = results['ori_shape'][:2]
         height, width = (ori_h, ori_w) if self.at_original_size else results['img_shape'][:2]
-        results['gt_seg_map'] = rasterize_polygons(
-            results['polygons'], (height, width), scale=(width / ori_w, height / ori_h))
+        label = rasterize_polygons(results['polygons'], (height, width),
+                                   scale=(width / ori_w, height / ori_h))
+        if any(c == IGNORE_BIT for c, _ in results['polygons']):
+            label[(label & IGNORE_VALUE) != 0] = IGNORE_VALUE  # other bits there are doubtful
+        results['gt_seg_map'] = label
         results.setdefault('seg_fields', []).append('gt_seg_map')
         return results
 

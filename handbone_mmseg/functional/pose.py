@@ -13,11 +13,13 @@ from .labels import Polygon
 
 FOREARM = ('Radius', 'Ulna')
 MIDDLE_FINGER = ('finger-11', 'finger-8')  # its metacarpal, its distal phalanx
+# A wrist bent this far or more counts as bent (the folds' strata, the data report's share)
+BENT_DEGREES = 15.0
 THUMB, LITTLE = ('finger-1', 'finger-2', 'finger-3'), ('finger-16', 'finger-17', 'finger-18',
                                                        'finger-19')
 
 
-def _centroid(polygons: Sequence[Polygon], names: Sequence[str]) -> np.ndarray | None:
+def centroid(polygons: Sequence[Polygon], names: Sequence[str]) -> np.ndarray | None:
     """Area-weighted centroid (x, y) of the named classes' polygons, or None if absent."""
     wanted = {CLASS_INDEX[n] for n in names}
     total, moment = 0.0, np.zeros(2)
@@ -60,9 +62,9 @@ def hand_pose(polygons: Sequence[Polygon]) -> tuple[float, str] | None:
     the forearm axis the thumb lies on, against the little finger, in a PA view. None where
     a bone it needs is not labeled.
     """
-    forearm = _centroid(polygons, FOREARM)
-    base, tip = (_centroid(polygons, [n]) for n in MIDDLE_FINGER)
-    thumb, little = _centroid(polygons, THUMB), _centroid(polygons, LITTLE)
+    forearm = centroid(polygons, FOREARM)
+    base, tip = (centroid(polygons, [n]) for n in MIDDLE_FINGER)
+    thumb, little = centroid(polygons, THUMB), centroid(polygons, LITTLE)
     if any(v is None for v in (forearm, base, tip, thumb, little)):
         return None
     axes = [_long_axis(polygons, n, base) for n in FOREARM]

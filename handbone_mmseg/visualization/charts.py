@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 
-def _save_figure(figure: 'Figure', path: Path) -> None:
+def save_figure(figure: 'Figure', path: Path) -> None:
     with atomic_open(path, 'wb') as f:
         figure.savefig(f, format='png')
 
@@ -49,7 +49,7 @@ def plot_class_dice(per_class: np.ndarray, path: str | Path, classes: Sequence[s
     ax.grid(axis='x', alpha=0.3)
     ax.legend(loc='lower left')
     figure.tight_layout()
-    _save_figure(figure, Path(path))
+    save_figure(figure, Path(path))
 
 
 def plot_image_dice(per_image: np.ndarray, path: str | Path) -> None:
@@ -65,4 +65,4 @@ def plot_image_dice(per_image: np.ndarray, path: str | Path) -> None:
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_title(f'{len(per_image)} images, median {np.median(per_image):.4f}')
     figure.tight_layout()
-    _save_figure(figure, Path(path))
+    save_figure(figure, Path(path))
