@@ -489,3 +489,41 @@ def test_train_stops_on_a_bad_exclusion_line(tmp_path: Path, monkeypatch: pytest
     assert err.strip().splitlines()[-1] == (
         f"error: {root / 'excluded_labels.txt'}:2: unknown class 'Lunatee' (one of the 29 "
         "class names, e.g. 'finger-1', or '*')")
+
+
+def test_validation_folds_keep_a_whole_image_exclusion(tmp_path: Path) -> None:
+    """Before: ``IMAGE *`` left the image out of its validation fold too, so the folds'
+    out-of-fold predictions no longer covered the labeled set (the recipe's pool stopped)."""
+    from handbone_mmseg.datasets import HandBoneDataset
+    root = labeled_root(tmp_path)
+    (root / 'excluded_labels.txt').write_text('image3.png *\nimage1.png Lunate\n')
+
+    def names(split: str, fold: int) -> list[str]:
+        dataset = HandBoneDataset(data_root=str(root), pipeline=[], split=split, n_folds=3,
+                                  fold=fold, data_prefix=dict(img_path='train/DCM',
+                                                              seg_map_path='train/outputs_json'))
+        return [dataset.get_data_info(i)['name'] for i in range(len(dataset))]
+
+    assert sorted(n for fold in range(3) for n in names('val', fold)) == \
+        ['image1.png', 'image2.png', 'image3.png']
+    assert all('image3.png' not in names('train', fold) for fold in range(3))
+
+
+def test_an_excluded_bone_stays_inside_the_wrist_crop(tmp_path: Path) -> None:
+    """Before: an excluded carpal left the polygons CropToClasses boxes, so the training crop
+    shrank where stage 1's box at test time does not."""
+    from handbone_mmseg.datasets import CropToClasses, HandBoneDataset
+    root = labeled_root(tmp_path)
+    prefix = dict(img_path='train/DCM', seg_map_path='train/outputs_json')
+    full = HandBoneDataset(data_root=str(root), pipeline=[], data_prefix=prefix)
+    (root / 'excluded_labels.txt').write_text('image1.png Lunate\n')
+    less = HandBoneDataset(data_root=str(root), pipeline=[], data_prefix=prefix)
+    crop = CropToClasses(classes=['Lunate', 'Scaphoid'], margin=0.0)
+
+    def box(dataset: HandBoneDataset) -> list[int]:
+        info = next(dataset.get_data_info(i) for i in range(len(dataset))
+                    if dataset.get_data_info(i)['name'] == 'image1.png')
+        image = np.zeros((*info['ori_shape'], 3), np.uint8)
+        return crop.transform(dict(info, img=image))['roi']
+
+    assert box(less) == box(full) and box(full) is not None

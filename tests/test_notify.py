@@ -154,7 +154,8 @@ def test_post_json_answers_why_a_post_failed_without_the_url(webhook):
     assert post_json(url, {'text': 'hi'}, timeout=5) == 'HTTP 500 Internal Server Error'
     webhook.status, webhook.delay = 200, 1.0
     assert post_json(url, {'text': 'hi'}, timeout=0.2) == 'TimeoutError: timed out'
-    for bad in (f'http://{SECRET}:99999/x', f'htp://{SECRET}/x'):
+    for bad in (f'http://{SECRET}:99999/x', f'htp://{SECRET}/x', f'hooks.example/{SECRET}',
+                f'http://hooks.example/a {SECRET}'):
         problem = post_json(bad, {'text': 'hi'}, timeout=1)
         assert problem and SECRET not in problem
 

@@ -366,3 +366,14 @@ def test_a_storage_that_cannot_be_opened_is_one_line_without_its_password(tmp_pa
     message = str(error.value)
     assert message.startswith('--storage postgresql://user:***@127.0.0.1:1/db: ')
     assert 'hunter2' not in message and '\n' not in message
+
+
+@pytest.mark.parametrize('url', ['postgresql:/user:hunter2@host/db',
+                                 'postgresql://user:hun@ter2x@127.0.0.1:1/db',
+                                 'nosuchdb://user:hunter2@host/db'])
+def test_a_malformed_storage_url_never_shows_its_password(tmp_path, url):
+    """Before: SQLAlchemy's message quoted the whole URL it could not parse."""
+    from handbone_mmseg.search import open_study
+    with pytest.raises(ValueError) as error:
+        open_study(tmp_path, url)
+    assert 'hunter2' not in str(error.value) and 'ter2x' not in str(error.value)

@@ -54,4 +54,7 @@ class HandBoneRunner(Runner):
             return super().train()
         except BaseException as error:  # Ctrl-C and SIGTERM (SystemExit) end a run too
             self.call_hook('on_exception', exception=error)
+            # LoggerHook.after_run never came: close the W&B run, or the next run in this
+            # process (a search's next trial) would log into it
+            self.visualizer.close()
             raise

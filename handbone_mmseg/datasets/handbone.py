@@ -12,14 +12,13 @@ from mmseg.registry import DATASETS
 from ..classes import CLASS_INDEX, CLASSES, IGNORE_BIT, PALETTE
 from ..io.annotations import AnnotationError
 from ..io.images import DATASET_SUFFIXES, decode_errors
-from ..io.layout import find_files, index_images
+from ..io.layout import EXCLUDED_LABELS, find_files, index_images
 from .folds import FOLD_STRATEGIES, assign_folds, patient_folds
 
 # patient_folds: its old home
 __all__ = ['HandBoneDataset', 'patient_folds', 'read_excluded_labels']
 
 SPLITS = ('train', 'val', 'all')
-EXCLUDED_LABELS = 'excluded_labels.txt'  # in the data root; used when it exists
 WHOLE_IMAGE = '*'                        # ``IMAGE *`` leaves the whole image out
 
 
@@ -200,8 +199,15 @@ class HandBoneDataset(BaseSegDataset):
                 kept.append(info)
                 continue
             if WHOLE_IMAGE in marked:
-                counts['images'] += 1
-                continue
+                # out of training only: a validation fold keeps every image, so that the
+                # out-of-fold predictions of the folds cover the whole labeled set
+                if self.split != 'val':
+                    counts['images'] += 1
+                    continue
+                marked = marked - {WHOLE_IMAGE}
+                if not marked:
+                    kept.append(info)
+                    continue
             for cls in sorted(marked):
                 if not any(c == CLASS_INDEX[cls] for c, _ in info['polygons']):
                     raise AnnotationError(f'{path}: {info["name"]} has no {cls} polygon to leave '
@@ -210,6 +216,7 @@ class HandBoneDataset(BaseSegDataset):
             wrong = {CLASS_INDEX[cls] for cls in marked}
             dropped = [(IGNORE_BIT, p) for c, p in info['polygons'] if c in wrong]
             info['polygons'] = [(c, p) for c, p in info['polygons'] if c not in wrong] + dropped
+            info['excluded_classes'] = sorted(wrong)  # CropToClasses boxes their pixels too
             counts['annotations'] += len(wrong)
             counts['polygons'] += len(dropped)
             kept.append(info)

@@ -20,7 +20,7 @@ import numpy as np
 from mmcv.transforms import BaseTransform
 from mmseg.registry import TRANSFORMS
 
-from ..classes import CLASSES
+from ..classes import CLASSES, IGNORE_BIT
 from ..functional.box_masks import union_box
 from ..functional.labels import rasterize_polygons
 from ..functional.postprocess import keep_largest_component
@@ -162,7 +162,11 @@ class CropToClasses(BaseTransform):
 
     def _tight_box(self, results: dict, shape: tuple[int, int]) -> Box | None:
         if self.boxes is None:
-            return box_from_polygons(results.get('polygons', []), self.indices)
+            # an excluded bone of the box's classes is carried as ignored pixels: keep them
+            # in the box, or the crop would shrink where stage 1's box at test time does not
+            ignored = set(results.get('excluded_classes', ())) & set(self.indices)
+            return box_from_polygons(results.get('polygons', []),
+                                     [*self.indices, *([IGNORE_BIT] if ignored else [])])
         name = Path(results['img_path']).name
         entry = self.boxes.get(name)
         if entry is None:

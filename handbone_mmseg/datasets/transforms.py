@@ -5,7 +5,7 @@ import numpy as np
 from mmcv.transforms import BaseTransform, LoadImageFromFile
 from mmseg.registry import TRANSFORMS
 
-from ..classes import IGNORE_BIT, IGNORE_VALUE
+from ..classes import IGNORE_VALUE
 from ..functional.labels import rasterize_polygons
 from ..io.annotations import AnnotationError
 from ..io.dicom import DicomError, is_dicom, read_dicom
@@ -97,8 +97,6 @@ class LoadMultiLabelAnnotations(BaseTransform):
         height, width = (ori_h, ori_w) if self.at_original_size else results['img_shape'][:2]
         label = rasterize_polygons(results['polygons'], (height, width),
                                    scale=(width / ori_w, height / ori_h))
-        if any(c == IGNORE_BIT for c, _ in results['polygons']):
-            label[(label & IGNORE_VALUE) != 0] = IGNORE_VALUE  # other bits there are doubtful
         results['gt_seg_map'] = label
         results.setdefault('seg_fields', []).append('gt_seg_map')
         return results

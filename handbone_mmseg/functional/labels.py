@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
-from ..classes import IGNORE_VALUE
+from ..classes import IGNORE_BIT, IGNORE_VALUE
 
 if TYPE_CHECKING:  # torch is imported where labels are unpacked, not by the tools that fill
     import torch
@@ -35,12 +35,18 @@ def rasterize_polygons(polygons: Sequence[Polygon], shape: tuple[int, int],
             rasterised at 1024.
 
     Returns:
-        (H, W) int32 map with bit c set where class c's polygon covers the pixel.
+        (H, W) int32 map with bit c set where class c's polygon covers the pixel. A polygon
+        of class ``IGNORE_BIT`` (an annotation a person marked as wrong) makes its pixels
+        exactly ``IGNORE_VALUE``: the other bits there are doubtful too.
     """
     label = np.zeros(shape, np.int32)
+    ignored = False
     for cls, (y0, x0, box) in fill_polygons(polygons, shape, scale):
         view = label[y0:y0 + box.shape[0], x0:x0 + box.shape[1]]
         view |= box.astype(np.int32) << cls
+        ignored |= cls == IGNORE_BIT
+    if ignored:
+        label[(label & IGNORE_VALUE) != 0] = IGNORE_VALUE
     return label
 
 

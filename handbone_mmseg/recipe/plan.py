@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..io.atomic import atomic_open
+from ..io.layout import EXCLUDED_LABELS
 from .spec import LABELED, ModelSpec, Recipe
 
 
@@ -138,8 +139,10 @@ def build_plan(recipe: Recipe, tools: Path) -> list[Step]:
                         '--cfg-options', *options]
 
             def train_inputs(model=model, fold=fold) -> dict:
+                # a reviewer's exclusions change what trains (HandBoneDataset)
                 return dict(config=digest(config_text(recipe, model, fold)),
-                            data=listing(root, *LABELED), gpus=model.gpus)
+                            data=listing(root, *LABELED), gpus=model.gpus,
+                            excluded=file_digest(root / EXCLUDED_LABELS))
 
             train = Step(f'train/{model.name}/fold{fold}', train_dir, inputs=train_inputs,
                          command=train_command, gpus=model.gpus)

@@ -36,6 +36,10 @@ MAX_TEXT = 1900
 WANDB_TITLE = 64  # wandb.alert's limit on the title
 
 
+# what a webhook URL must look like (a secret's text never goes into a message)
+WEBHOOK_URL = re.compile(r'https?://\S+$')
+
+
 def _one_line(error: BaseException) -> str:
     """``Type: message`` on one line (``KeyboardInterrupt`` alone when there is none)."""
     text = ' '.join(str(error).split())
@@ -49,19 +53,26 @@ def post_json(url: str, payload: dict, timeout: float) -> str | None:
         None when the server answered 2xx, else why not, in words that never contain the
         URL (urllib names it in some messages).
     """
-    request = urllib.request.Request(url, data=json.dumps(payload).encode(), method='POST',
-                                     headers={'Content-Type': 'application/json'})
+    if not WEBHOOK_URL.match(url):
+        return 'not an http(s):// URL without spaces'
     try:
+        request = urllib.request.Request(url, data=json.dumps(payload).encode(),
+                                         method='POST',
+                                         headers={'Content-Type': 'application/json'})
         with urllib.request.urlopen(request, timeout=timeout) as response:
             response.read()
         return None
     except urllib.error.HTTPError as e:  # before URLError: it is one
+        e.close()  # it holds the socket
         return f'HTTP {e.code} {e.reason}'
     except urllib.error.URLError as e:
         reason = e.reason
-        return _one_line(reason) if isinstance(reason, BaseException) else str(reason)
-    except Exception as e:  # timeout, reset, a malformed URL, a broken HTTP answer
-        return _one_line(e).replace(url, REDACTED)
+        return (_one_line(reason).replace(url, REDACTED) if isinstance(reason, OSError)
+                else 'cannot reach the server')
+    except (TimeoutError, ConnectionError) as e:  # socket errors: no URL in their text
+        return _one_line(e)
+    except Exception as e:  # a broken HTTP answer, a malformed URL: messages may quote the
+        return type(e).__name__  # URL or its path, so only the kind of failure is said
 
 
 @HOOKS.register_module()
@@ -219,7 +230,7 @@ def notify_hook(cfg: MutableMapping, source: str = 'the config') -> NotifyHook |
     if not isinstance(notify, str):
         raise ValueError(f'{source}: notify must be True, False or an http(s):// webhook '
                          f'URL, got {type(notify).__name__} {notify!r}')
-    if not re.match(r'https?://\S+$', notify):
+    if not WEBHOOK_URL.match(notify):
         raise ValueError(f'{source}: notify must be True, False or an http(s):// webhook '
                          'URL, got a string that is not one (not shown: it may be a secret)')
     cfg['notify'] = REDACTED

@@ -22,7 +22,9 @@ class OptunaPruningHook(Hook):
             writes ``mDice``.
     """
 
-    priority = 'LOW'  # after the checkpoint hook has kept the best checkpoint
+    # LOW runs before CheckpointHook (VERY_LOW); the stop flag acts after this iteration, so
+    # the best checkpoint is still kept
+    priority = 'LOW'
 
     def __init__(self, trial: Any, metric: str = 'mDice') -> None:
         self.trial = trial

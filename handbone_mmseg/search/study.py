@@ -24,6 +24,7 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -50,12 +51,17 @@ def storage_url(study_dir: str | os.PathLike, storage: str | None = None) -> str
 
 
 def shown_url(url: str) -> str:
-    """``url`` without its password, for messages."""
-    try:
-        from sqlalchemy.engine import make_url
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # not a database URL: say nothing of it
+    """``url`` without its password, for messages (also where an unescaped ``@`` in the
+    password would make a URL parser take part of it for the host)."""
+    scheme, sep, rest = url.partition('://')
+    if not sep:
         return '<storage>'
+    netloc, slash, path = rest.partition('/')
+    creds, at, host = netloc.rpartition('@')
+    if not at:
+        return url
+    user = creds.split(':', 1)[0] if '@' not in creds else '***'
+    return f'{scheme}://{user}:***@{host}{slash}{path}'
 
 
 def make_sampler(name: str | optuna.samplers.BaseSampler, seed: int | None,
@@ -121,12 +127,22 @@ def open_study(study_dir: str | os.PathLike, storage: str | None = None,
         return optuna.create_study(storage=rdb, study_name=name, load_if_exists=True,
                                    direction='maximize', sampler=sampler, pruner=pruner)
     except (ImportError, ValueError) as e:
-        raise ValueError(f'--storage {shown_url(url)}: {" ".join(str(e).split())}') from None
+        raise ValueError(f'--storage {shown_url(url)}: {_without(url, e)}') from None
     except Exception as e:  # SQLAlchemy's errors: a bad URL, a refused connection
         if type(e).__module__.startswith('sqlalchemy'):
             raise ValueError(f'--storage {shown_url(url)}: cannot open it '
-                             f'({type(e).__name__}: {" ".join(str(e).split())[:300]})') from None
+                             f'({type(e).__name__}: {_without(url, e)[:300]})') from None
         raise
+
+
+def _without(url: str, error: BaseException) -> str:
+    """The error's message on one line, with the URL and its password taken out."""
+    text = ' '.join(str(error).split()).replace(url, '<storage>')
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        password = None
+    return text.replace(password, '***') if password else text
 
 
 def _space_record(space: Mapping[str, Param]) -> dict[str, str]:

@@ -387,10 +387,11 @@ class _Handler(BaseHTTPRequestHandler):
             return None
         name = f'handbone-viewer-{viewer.port}'
         given = query.get('token', [''])[0]
-        if given and hmac.compare_digest(given, viewer.token):
+        # bytes: compare_digest refuses a str with non-ASCII characters
+        if given and hmac.compare_digest(given.encode(), viewer.token.encode()):
             return f'{name}={viewer.token}; Path=/; HttpOnly; SameSite=Strict'
         jar = SimpleCookie(self.headers.get('Cookie', ''))
-        if name in jar and hmac.compare_digest(jar[name].value, viewer.token):
+        if name in jar and hmac.compare_digest(jar[name].value.encode(), viewer.token.encode()):
             return None
         raise RequestError(HTTPStatus.FORBIDDEN, 'token missing or wrong: open the address '
                            'the viewer printed, with its ?token=')
