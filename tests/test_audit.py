@@ -345,6 +345,15 @@ def test_audit_without_model_and_with_two_dumps(phantoms: dict[str, Path],
     # an image in two dumps gets their mean: the same dump twice changes nothing
     assert [(r.image, r.cls, r.score) for r in twice.ranked] == \
         [(r.image, r.cls, r.score) for r in once.ranked]
+    assert not (tmp_path / 'rules' / 'agreement.csv').exists()  # no model, no agreement
+    with open(tmp_path / 'one' / 'agreement.csv', newline='') as f:
+        rows = list(csv.DictReader(f))
+    # every labeled image of the dump, the 29 classes each; Dice in [0, 1], and a perfect
+    # pair where the stand-in dump was made from the very label
+    images = {r['image'] for r in rows}
+    assert len(rows) == 29 * len(images) and len(images) >= 8
+    assert all(0 <= float(r['dice']) <= 1 and 0 <= float(r['confidence']) <= 1 for r in rows)
+    assert float(np.median([float(r['dice']) for r in rows])) > 0.8
 
 
 @pytest.fixture

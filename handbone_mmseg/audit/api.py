@@ -14,7 +14,7 @@ from ..classes import CLASSES
 from ..io.atomic import atomic_open, probe_write
 from ..io.images import DATASET_SUFFIXES
 from ..io.layout import find_files
-from .disagreement import compare_all, model_findings, model_support
+from .disagreement import compare_all, model_findings, model_support, write_agreements
 from .findings import MODEL_KINDS, RULE_KINDS
 from .fingerprint import ImageFacts, collect_facts, data_sources, label_infos
 from .predictions import Predictions
@@ -23,7 +23,7 @@ from .report import DataReport, summarise, write_data_report
 from .review import render_audit_page
 from .rules import LabelStats, rule_findings
 
-AUDIT_CSV, AUDIT_PAGE = 'audit.csv', 'audit.html'
+AUDIT_CSV, AUDIT_PAGE, AGREEMENT_CSV = 'audit.csv', 'audit.html', 'agreement.csv'
 
 
 def check_out_dir(out_dir: str | Path, data_root: str | Path) -> Path:
@@ -153,6 +153,7 @@ def audit_labels(data_root: str | Path, out_dir: str | Path,
         predictions.check_images({n: i['ori_shape'] for n, i in infos.items()},
                                  sources[0].img_root)
         agreements = compare_all(predictions, infos, workers, progress)
+        write_agreements(agreements, out / AGREEMENT_CSV)
         found += model_findings(agreements)
         support = model_support(agreements)
         lines.append(('out-of-fold dumps', f'{", ".join(str(p) for p in oof)}: '

@@ -15,9 +15,11 @@ so a class the model finds hard everywhere does not flood the ranking. A predict
 lying mostly on another labeled class and hardly on its own label is reported as a likely
 swap of the two.
 """
+import csv
 import multiprocessing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -26,6 +28,7 @@ from ..classes import CLASSES
 from ..evaluation.ensemble import default_workers
 from ..functional.box_masks import BoxMasks, union_box, window
 from ..functional.metrics import dice_from_counts
+from ..io.atomic import atomic_open
 from ..utils.progress import track
 from .findings import Finding
 from .fingerprint import overlap_count
@@ -124,6 +127,24 @@ def compare_all(predictions: Predictions, labels: Mapping[str, dict],
     context = multiprocessing.get_context('spawn')  # see audit.fingerprint
     with context.Pool(min(workers, len(names)), _init, (predictions, labels)) as pool:
         return list(track(pool.imap(_compare, names, chunksize=4), **bar))
+
+
+AGREEMENT_COLUMNS = ('image', 'class', 'dice', 'confidence', 'label_px', 'pred_px')
+
+
+def write_agreements(agreements: Sequence[Agreement], path: str | Path) -> Path:
+    """Per image and class, label against out-of-fold prediction as CSV
+    (``AGREEMENT_COLUMNS``; pixels at the dump's stored size), classes a dump predicts only;
+    written atomically."""
+    with atomic_open(path, 'w', newline='', encoding='utf-8') as f:
+        writer = csv.writer(f)
+        writer.writerow(AGREEMENT_COLUMNS)
+        for a in agreements:
+            for c in np.flatnonzero(a.covered):
+                writer.writerow([a.name, CLASSES[c], f'{a.dice[c]:.4f}',
+                                 f'{a.confidence[c]:.4f}', int(a.label_px[c]),
+                                 int(a.pred_px[c])])
+    return Path(path)
 
 
 def class_medians(agreements: Sequence[Agreement]) -> tuple[np.ndarray, np.ndarray]:
