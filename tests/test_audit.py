@@ -536,3 +536,15 @@ def test_an_excluded_bone_stays_inside_the_wrist_crop(tmp_path: Path) -> None:
         return crop.transform(dict(info, img=image))['roi']
 
     assert box(less) == box(full) and box(full) is not None
+
+
+def test_the_page_warns_when_the_out_of_fold_models_are_weak(
+        phantoms: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from handbone_mmseg.audit import api
+    good = audit_labels(phantoms['noisy'], tmp_path / 'good', [phantoms['oof']], top=1,
+                        workers=0)
+    assert 'their disagreement says little' not in good.page.read_text()
+    monkeypatch.setattr(api, 'WEAK_MODEL_DICE', 1.01)  # every model is weak by this bar
+    weak = audit_labels(phantoms['noisy'], tmp_path / 'weak', [phantoms['oof']], top=1,
+                        workers=0)
+    assert 'their disagreement says little' in weak.page.read_text()

@@ -14,7 +14,13 @@ from ..classes import CLASSES
 from ..io.atomic import atomic_open, probe_write
 from ..io.images import DATASET_SUFFIXES
 from ..io.layout import find_files
-from .disagreement import compare_all, model_findings, model_support, write_agreements
+from .disagreement import (
+    class_medians,
+    compare_all,
+    model_findings,
+    model_support,
+    write_agreements,
+)
 from .findings import MODEL_KINDS, RULE_KINDS
 from .fingerprint import ImageFacts, collect_facts, data_sources, label_infos
 from .predictions import Predictions
@@ -24,6 +30,9 @@ from .review import render_audit_page
 from .rules import LabelStats, rule_findings
 
 AUDIT_CSV, AUDIT_PAGE, AGREEMENT_CSV = 'audit.csv', 'audit.html', 'agreement.csv'
+# below this median class Dice of the out-of-fold models, the audit page warns that their
+# disagreement is mostly their own error (bench_audit: a 0.33 model lowered the recall)
+WEAK_MODEL_DICE = 0.8
 
 
 def check_out_dir(out_dir: str | Path, data_root: str | Path) -> Path:
@@ -158,6 +167,14 @@ def audit_labels(data_root: str | Path, out_dir: str | Path,
         support = model_support(agreements)
         lines.append(('out-of-fold dumps', f'{", ".join(str(p) for p in oof)}: '
                                            f'{len(agreements)} of {stats.n_images} images'))
+        agree = float(np.median(class_medians(agreements)[0]))
+        if agree < WEAK_MODEL_DICE:
+            # measured (benchmarks/README.md): a model this far from the labels ranks noise
+            # above real errors, and the rules alone found more
+            lines.append(('warning', f'the out-of-fold models agree with the labels at a '
+                                     f'median class Dice of {agree:.2f}: their disagreement '
+                                     'says little; audit with better-trained fold models, or '
+                                     'without --oof'))
     absent = {(f.name, CLASSES[c]) for f in facts if f.labeled for c in np.flatnonzero(~f.present)}
     ranked = rank_findings(found, {f.name: f.patient for f in facts}, absent, support)
     csv_path = write_audit_csv(ranked, out / AUDIT_CSV)
