@@ -76,6 +76,9 @@ WHEELS: dict[str, str] = {
 # Wheels tied to a CPython ABI: also fetched for the dry run's Python (cp311 here).
 COMPILED = ('pycocotools',)
 SDISTS: dict[str, str] = {'mmcv': '2.1.0'}
+# Pure-Python packages that PyPI has as source only: built into a wheel here, installed there
+# with the pins (`import handbone_mmseg.register` imports adamp, which registers AdamP).
+BUILT: dict[str, str] = {'adamp': '0.3.0'}
 # Python packages on the GPU machine's image, as listed in the device tool's KINDS.md
 # (2026-11-17), that this stack needs: their own requirements are that image's business.
 ON_GPU = frozenset({
@@ -91,6 +94,9 @@ NOT_BUNDLED: dict[str, str] = {
     'wandb': 'optional (use_wandb=True); about 20 MiB with its dependencies, and offline there',
     'tomli': 'yapf needs it on Python < 3.11 only',
     'ruff': 'the linter of `make lint`: nothing runs it there',
+    'optuna': 'tools/search.py only (handbone_mmseg.search, which registration does not '
+              'import): the GPU run searches nothing',
+    'playwright': "the viewer's browser tests: the GPU run drives no browser",
 }
 # The dry run's stand-in for the GPU image: what of ON_GPU this stack imports or builds with.
 # setuptools >= 82 (no pkg_resources) is the worst case for the build: the bundle's must win.
@@ -155,7 +161,7 @@ def wheel_requirements(wheel: Path) -> list[str]:
 
 def missing_requirements(required_by: dict[str, Iterable[str]]) -> list[str]:
     """``'X needs Y'`` for each requirement neither bundled, on the GPU machine, nor left out."""
-    covered = ({canonical(n) for n in WHEELS} | {canonical(n) for n in SDISTS} | ON_GPU
+    covered = ({canonical(n) for n in (*WHEELS, *SDISTS, *BUILT)} | ON_GPU
                | {canonical(n) for n in NOT_BUNDLED})
     return sorted(f'{owner} needs {name}' for owner, names in required_by.items()
                   for name in names if canonical(name) not in covered)
@@ -166,7 +172,7 @@ def check_contents(dest: Path, dry_run_python: str = '3.11') -> None:
     and the wheels' own requirements are covered; ``ValueError`` listing every gap."""
     problems = []
     wheels = sorted(dest.glob('*.whl'))
-    for name, version in WHEELS.items():
+    for name, version in {**WHEELS, **BUILT}.items():
         found = [w for w in wheels if parse_wheel_filename(w.name)[:2] ==
                  (canonicalize_name(name), Version(version))]
         pythons = ['3.12', dry_run_python] if name in COMPILED else ['3.12']
@@ -213,6 +219,10 @@ def download(dest: Path, dry_run_python: str = '3.11') -> None:
         env = dict(os.environ, PIP_CONSTRAINT=str(constraints))
         pip_download(dest, ['--no-binary=:all:', *(f'{n}=={v}' for n, v in SDISTS.items())],
                      env=env)
+    for name, version in BUILT.items():
+        subprocess.run([sys.executable, '-m', 'pip', 'wheel', '--disable-pip-version-check',
+                        '--no-deps', '-w', str(dest), f'{name}=={version}'], check=True)
+    pins += [f'{name}=={version}' for name, version in BUILT.items()]
     (dest / 'requirements.txt').write_text(
         '# Installed by benchmarks/gpu_run.sh with --no-index --no-deps; written by '
         'benchmarks/gpu_bundle.py\n' + ''.join(f'{p}\n' for p in pins))

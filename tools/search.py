@@ -12,6 +12,7 @@ The Python API is ``handbone_mmseg.search.run_study``; the space file format is 
 ``docs/search.md``.
 """
 import argparse
+import sys
 
 from mmengine.config import DictAction
 
@@ -92,4 +93,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == '__main__':
-    raise SystemExit(run_tool(main))
+    sys.exit(run_tool(main))
