@@ -26,11 +26,9 @@ tree and carried paths travel together, 64 MiB at most.
 """
 import argparse
 import email.parser
-import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import zipfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -186,11 +184,11 @@ def check_contents(dest: Path, dry_run_python: str = '3.11') -> None:
         raise ValueError(f'{dest} is incomplete: ' + '; '.join(problems))
 
 
-def pip_download(dest: Path, args: Sequence[str], env: dict | None = None) -> None:
+def pip_download(dest: Path, args: Sequence[str]) -> None:
     cmd = [sys.executable, '-m', 'pip', 'download', '--disable-pip-version-check',
            '--no-deps', '-d', str(dest), *args]
     print('+', ' '.join(cmd), flush=True)
-    subprocess.run(cmd, check=True, env=env)
+    subprocess.run(cmd, check=True)
 
 
 def download(dest: Path, dry_run_python: str = '3.11') -> None:
@@ -211,14 +209,12 @@ def download(dest: Path, dry_run_python: str = '3.11') -> None:
     pip_download(dest, ['--only-binary=:all:', '--implementation', 'cp', '--python-version',
                         dry_run_python, '--abi', abi, *platforms,
                         *(f'{n}=={WHEELS[n]}' for n in COMPILED)])
-    # pip reads an sdist's metadata even for a download, in an isolated build whose latest
-    # setuptools lacks the pkg_resources that mmcv's setup.py imports.
-    with tempfile.TemporaryDirectory() as tmp:
-        constraints = Path(tmp) / 'build-constraints.txt'
-        constraints.write_text('setuptools>=77,<82\n')
-        env = dict(os.environ, PIP_CONSTRAINT=str(constraints))
-        pip_download(dest, ['--no-binary=:all:', *(f'{n}=={v}' for n, v in SDISTS.items())],
-                     env=env)
+    # pip reads an sdist's metadata even for a download; an isolated build gets a
+    # setuptools without the pkg_resources that mmcv's setup.py imports (a PIP_CONSTRAINT
+    # did not reach it), so the metadata is read with this venv's setuptools (< 82, as
+    # `make setup` pins it).
+    pip_download(dest, ['--no-build-isolation', '--no-binary=:all:',
+                        *(f'{n}=={v}' for n, v in SDISTS.items())])
     for name, version in BUILT.items():
         subprocess.run([sys.executable, '-m', 'pip', 'wheel', '--disable-pip-version-check',
                         '--no-deps', '-w', str(dest), f'{name}=={version}'], check=True)
