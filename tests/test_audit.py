@@ -548,3 +548,20 @@ def test_the_page_warns_when_the_out_of_fold_models_are_weak(
     weak = audit_labels(phantoms['noisy'], tmp_path / 'weak', [phantoms['oof']], top=1,
                         workers=0)
     assert 'their disagreement says little' in weak.page.read_text()
+
+
+def test_a_labeled_test_set_under_the_same_root_takes_the_list(tmp_path: Path) -> None:
+    """Before: a labeled test split built under a root with ``excluded_labels.txt`` stopped
+    on every line naming a training image ("unknown image")."""
+    from handbone_mmseg.datasets import HandBoneDataset
+    from handbone_mmseg.io import AnnotationError
+    root = labeled_root(tmp_path)
+    write_case(root, 'ID009', 'image9', annotations=all_bones(), split='test')
+    (root / 'excluded_labels.txt').write_text('image1.png Lunate\nimage9.png finger-1\n')
+    test = HandBoneDataset(data_root=str(root), pipeline=[], split='all',
+                           data_prefix=dict(img_path='test/DCM', seg_map_path='test/outputs_json'))
+    assert test.excluded == dict(annotations=1, polygons=1, images=0)
+    (root / 'excluded_labels.txt').write_text('image7.png Lunate\n')  # in no folder
+    with pytest.raises(AnnotationError, match="excluded_labels.txt:1: unknown image 'image7.png'"):
+        HandBoneDataset(data_root=str(root), pipeline=[], split='all',
+                        data_prefix=dict(img_path='test/DCM', seg_map_path='test/outputs_json'))

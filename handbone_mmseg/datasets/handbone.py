@@ -11,8 +11,8 @@ from mmseg.registry import DATASETS
 
 from ..classes import CLASS_INDEX, CLASSES, IGNORE_BIT, PALETTE
 from ..io.annotations import AnnotationError
-from ..io.images import DATASET_SUFFIXES, decode_errors
-from ..io.layout import EXCLUDED_LABELS, find_files, index_images
+from ..io.images import DATASET_SUFFIXES, decode_errors, find_images
+from ..io.layout import EXCLUDED_LABELS, index_images
 from .folds import FOLD_STRATEGIES, assign_folds, patient_folds
 
 # patient_folds: its old home
@@ -32,7 +32,8 @@ def read_excluded_labels(path: str | Path, images: Collection[str]) -> dict[str,
 
     Args:
         path: the list file.
-        images: the file names of the data set's images.
+        images: the file names of the images under the data root (any folder: the list
+            may name training images and a labeled test set's).
 
     Returns:
         Image name -> the class names (or ``'*'``) to leave out.
@@ -189,8 +190,10 @@ class HandBoneDataset(BaseSegDataset):
         path = self._exclusion_file()
         if path is None:
             return data_list
-        images = {p.name for p in find_files(Path(self.data_prefix['img_path']),
-                                             self.img_suffix, 'image', self.data_root).values()}
+        # the list names images of any folder of the data root (the training images, a
+        # labeled test set): a name is wrong only if no folder holds it
+        suffixes = (self.img_suffix,) if isinstance(self.img_suffix, str) else self.img_suffix
+        images = {p.name for p in find_images(self.data_root or osp.dirname(path), suffixes)}
         excluded = read_excluded_labels(path, images)
         kept, counts = [], dict(annotations=0, polygons=0, images=0)
         for info in data_list:
